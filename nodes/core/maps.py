@@ -1,0 +1,102 @@
+"""Change maps: validation, polarity, resizing to the latent grid, batch matching.
+
+A change map is a MASK (``B,H,W`` floats) where 1 (white) means "may change fully" and
+0 (black) means "keep exactly" — ComfyUI's mask convention. The paper's code uses the
+opposite polarity; :func:`apply_polarity` switches between them.
+
+Pure torch: nothing here imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import NodeInputError, describe
+
+
+def as_maps(mask, node: str, input_name: str) -> torch.Tensor:
+    """Validate a MASK-like tensor and return it as float32 ``(B,H,W)`` clamped to 0..1.
+
+    Accepts ``(H,W)``, ``(B,H,W)`` and ``(B,1,H,W)``. Values outside 0..1 are clamped
+    (documented behaviour: a map painted with an over-bright brush still means "change").
+    NaN or infinite values are an error: there is no safe reading of them.
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise NodeInputError(node, input_name, "a MASK tensor", describe(mask))
+    if mask.ndim == 4 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    elif mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim != 3:
+        raise NodeInputError(node, input_name, "a MASK of shape (batch, height, width)", describe(mask))
+    if mask.numel() == 0:
+        raise NodeInputError(node, input_name, "a non-empty MASK", describe(mask))
+    if mask.dtype == torch.bool:
+        mask = mask.float()
+    elif not mask.is_floating_point():
+        raise NodeInputError(node, input_name, "a floating-point MASK (0..1)", describe(mask))
+    mask = mask.to(torch.float32)
+    bad = ~torch.isfinite(mask)
+    if bool(bad.any()):
+        raise NodeInputError(node, input_name, "finite values in 0..1", f"{int(bad.sum())} NaN or infinite values")
+    return mask.clamp(0.0, 1.0)
+
+
+def apply_polarity(maps: torch.Tensor, invert: bool) -> torch.Tensor:
+    """``invert=True`` turns a white = keep map (the paper's repository) into white = change."""
+    return 1.0 - maps if invert else maps
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(B,H,W)`` maps to ``size`` = (h, w).
+
+    Shrinking is area-averaged (each latent cell gets the mean of the pixels it covers, so a
+    half-covered cell gets 0.5); enlarging is bilinear. Same size returns the input unchanged.
+    """
+    h, w = int(size[0]), int(size[1])
+    if tuple(maps.shape[-2:]) == (h, w):
+        return maps
+    x = maps.unsqueeze(1)
+    mid = (min(h, x.shape[-2]), min(w, x.shape[-1]))
+    if mid != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=mid, mode="area")
+    if mid != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return x[:, 0].clamp(0.0, 1.0)
+
+
+def match_batch(maps: torch.Tensor, batch: int, node: str, input_name: str, what: str = "latent batch") -> torch.Tensor:
+    """One map broadcasts over the batch; ``batch`` maps are used one per sample; else an error."""
+    n = maps.shape[0]
+    if n == batch:
+        return maps
+    if n == 1:
+        return maps.expand(batch, *maps.shape[1:])
+    raise NodeInputError(node, input_name, f"1 map or {batch} maps (one per image of the {what})", f"{n} maps")
+
+
+def maps_for_latent(maps: torch.Tensor, latent_shape, node: str, input_name: str) -> torch.Tensor:
+    """Fit validated ``(B,H,W)`` maps to a latent of shape ``(B,C,h,w)`` or ``(B,C,T,h,w)``.
+
+    Returns ``(B,1,h,w)`` or ``(B,1,T,h,w)`` float32. For 5-D (video) latents a map batch of
+    1 is shared by every frame, T maps are one per latent frame (shared by the batch), and
+    B*T maps are one per frame of each sample; anything else is an error.
+    """
+    shape = tuple(latent_shape)
+    if len(shape) == 4:
+        b, _, h, w = shape
+        return match_batch(resize_maps(maps, (h, w)), b, node, input_name).unsqueeze(1)
+    if len(shape) == 5:
+        b, _, t, h, w = shape
+        n = maps.shape[0]
+        resized = resize_maps(maps, (h, w))
+        if n == 1:
+            return resized.reshape(1, 1, 1, h, w).expand(b, 1, t, h, w)
+        if n == t:
+            return resized.reshape(1, 1, t, h, w).expand(b, 1, t, h, w)
+        if n == b * t:
+            return resized.reshape(b, 1, t, h, w)
+        raise NodeInputError(node, input_name, f"1, {t} (one per latent frame) or {b * t} maps for a video latent "
+                             f"of {b} x {t} frames", f"{n} maps")
+    raise NodeInputError(node, "latent_image", "a 4-D image latent or a 5-D video latent", f"shape {shape}")

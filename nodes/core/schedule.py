@@ -1,0 +1,202 @@
+"""When each pixel of a change map is allowed to change: thresholds, start steps, step masks.
+
+Differential Diffusion samples ``N`` steps at noise levels ``s_0 > s_1 > ... > s_N = 0``. A
+pixel with change strength ``g`` (0..1) is *kept* — replaced by the original latent noised to
+the current level — until its **start step** ``k(g)``, and sampled freely from then on. The
+three threshold modes differ only in how ``k(g)`` is computed:
+
+``step`` (the paper)
+    free at step ``i`` iff ``i >= N (1 - g)``: a pixel gets ``floor(g N)`` free steps whatever the
+    schedule. ``k = ceil(N (1 - g))``.
+``timestep`` (ComfyUI's built-in ``DifferentialDiffusion``)
+    free at step ``i`` iff ``g >= t_i`` with ``t_i = (ts(s_i) - ts_to) / (ts_from - ts_to)`` on the
+    model's own timestep axis; on shifted flow schedules a grey frees far fewer steps.
+``denoise``
+    a pixel of value ``g`` starts at the first step whose noise level is at or below the level
+    where ``KSampler`` with ``denoise = g`` (same sampler, scheduler, steps) starts. A grey means
+    the same thing as img2img strength on every model family.
+
+In every mode a pixel with ``g == 0`` is never freed (the built-in node frees it at the last
+step), and once freed a pixel stays free. Start steps are computed once per run; the per-step
+mask is a comparison on the device with no host round trip.
+
+Pure torch: nothing here imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+NEVER = math.inf
+MODES = ("step", "denoise", "timestep")
+#: relative tolerance when comparing noise levels (float32 schedules vs. float64 maths)
+SIGMA_RTOL = 1e-5
+#: slack when rounding N * (1 - g): float32 map values are not exact decimals (0.7 -> 0.69999998)
+STEP_SLACK = 1e-4
+
+
+def _finish(k: torch.Tensor, g: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """Common tail: start steps >= N or g == 0 mean never; result float32 on g's device."""
+    k = k.to(torch.float64)
+    k = torch.where((k >= n_steps) | (g <= 0), torch.full_like(k, NEVER), k)
+    return k.to(torch.float32)
+
+
+def start_steps_step(g: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """``step`` mode: ``k = ceil(N (1 - g))``, so a pixel gets ``floor(g N)`` free steps."""
+    gd = g.to(torch.float64)
+    k = torch.ceil(n_steps * (1.0 - gd) - STEP_SLACK).clamp(min=0)
+    return _finish(k, gd, n_steps)
+
+
+def start_steps_thresholds(g: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Free at the first step ``i`` with ``g >= thresholds[i]`` (and never when ``g == 0``).
+
+    ``thresholds`` holds one value per step; it need not be monotone (a running minimum is
+    taken, since a freed pixel stays free).
+    """
+    n_steps = int(thresholds.numel())
+    if n_steps == 0:
+        return torch.full_like(g, NEVER, dtype=torch.float32)
+    t = torch.cummin(thresholds.to(torch.float64).flatten().cpu(), dim=0).values
+    ascending = torch.flip(t, dims=[0]).contiguous()
+    gd = g.to(torch.float64)
+    flat = gd.flatten().cpu().contiguous()
+    not_free = n_steps - torch.searchsorted(ascending, flat, right=True)
+    k = not_free.to(torch.float64).reshape(g.shape).to(g.device)
+    return _finish(k, gd, n_steps)
+
+
+def timestep_thresholds(timesteps: Sequence[float], ts_from: float, ts_to: float) -> torch.Tensor:
+    """The built-in node's threshold ``(ts - ts_to) / (ts_from - ts_to)`` for each step's timestep."""
+    ts = torch.as_tensor(list(timesteps), dtype=torch.float64)
+    span = ts_from - ts_to
+    if span == 0:
+        return torch.zeros_like(ts)
+    return (ts - ts_to) / span
+
+
+def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: Callable[[int], float],
+                        denoise: float = 1.0) -> torch.Tensor:
+    """``denoise`` mode start steps.
+
+    ``sigmas`` is the run's full schedule ``s_0..s_N``. ``sigma_start(M)`` must return the first
+    noise level of KSampler's schedule with ``M`` total steps truncated to the last ``N`` — i.e.
+    what ``KSampler(steps=N, denoise=d)`` starts from when ``int(N / d) == M``. A pixel with
+    effective strength ``e = g * denoise`` uses ``M = int(N / e)`` (KSampler's own rounding, in
+    float64), or the full schedule when ``e > 0.9999`` (KSampler's own cut-off), and starts at the
+    first step with ``s_i <= sigma_start(M)``.
+
+    ``sigma_start`` is called only for the distinct ``M`` that the map needs, by a binary search
+    per step (it assumes a later start for more total steps, which holds for ComfyUI's
+    schedulers).
+    """
+    s = [float(v) for v in sigmas]
+    n_steps = len(s) - 1
+    gd = g.to(torch.float64)
+    if n_steps <= 0:
+        return torch.full_like(g, NEVER, dtype=torch.float32)
+    eff = gd * float(denoise)
+    k = torch.full_like(eff, NEVER)
+    k = torch.where(eff > 0.9999, torch.zeros_like(eff), k)
+    partial = (eff > 0) & (eff <= 0.9999)
+    if bool(partial.any()):
+        total = torch.floor(n_steps / eff[partial]).clamp(max=2 ** 40).to(torch.int64)
+        uniq, inverse = torch.unique(total.cpu(), sorted=True, return_inverse=True)
+        memo: dict[int, float] = {}
+
+        def level(j: int) -> float:
+            m = int(uniq[j])
+            if m not in memo:
+                memo[m] = float(sigma_start(m))
+            return memo[m]
+
+        bounds = []  # bounds[i]: how many of the distinct M (smallest first) are free at step i
+        for i in range(n_steps):
+            target = s[i] / (1.0 + SIGMA_RTOL)
+            lo, hi = 0, len(uniq)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if level(mid) >= target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            bounds.append(lo)
+        b = torch.cummax(torch.tensor(bounds, dtype=torch.int64), dim=0).values
+        first = torch.searchsorted(b, inverse.flatten(), right=True).reshape(inverse.shape)
+        k[partial] = first.to(torch.float64).to(k.device)
+    return _finish(k, gd, n_steps)
+
+
+def step_index(sigma: torch.Tensor, sigmas: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Index of the step a model call at ``sigma`` belongs to, on the device, without a sync.
+
+    ``sigmas`` is the schedule of this run (``s_0..s_n``); a call at ``s_i`` or between ``s_i``
+    and ``s_{i+1}`` (the extra calls of Heun, DPM-2, SDE samplers) belongs to step ``i``.
+    ``offset`` shifts the index into a global schedule (split sampling). Returns shape
+    ``sigma.shape`` (one index per batch row).
+    """
+    sig = sigma.reshape(-1, 1).to(sigmas.dtype)
+    levels = sigmas[:-1].reshape(1, -1) if sigmas.numel() > 1 else sigmas.reshape(1, -1)
+    idx = (levels >= sig * (1.0 - SIGMA_RTOL)).sum(dim=1) - 1
+    return (idx.clamp(min=0) + offset).reshape(sigma.shape)
+
+
+def step_mask(start: torch.Tensor, strength_map: torch.Tensor, index: torch.Tensor, n_steps: int,
+              softness: float = 0.0, strength: float = 1.0) -> torch.Tensor:
+    """The blending mask at step ``index``: 1 = sample freely, 0 = keep the (noised) original.
+
+    ``start`` and ``strength_map`` are ``(B,1,...)``; ``index`` has one entry per batch row (or
+    one for all). ``softness`` > 0 fades a pixel in over ``softness * N`` steps before its start
+    step instead of switching at once. ``strength`` < 1 mixes in the raw map like the built-in
+    node's ``strength``: ``strength * mask + (1 - strength) * map``. Never-freed pixels (map 0)
+    stay 0 in every case.
+    """
+    idx = index.reshape(-1, *([1] * (start.ndim - 1))).to(start.dtype)
+    if softness > 0:
+        width = max(float(softness) * n_steps, 1e-6)
+        mask = torch.clamp(1.0 - (start - idx) / width, 0.0, 1.0)
+        mask = torch.nan_to_num(mask, nan=0.0)
+    else:
+        mask = (start <= idx).to(start.dtype)
+    if strength < 1.0:
+        mask = strength * mask + (1.0 - strength) * strength_map
+    return mask
+
+
+def free_steps(start: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """How many steps each pixel is sampled freely (``N - k``; 0 for never-freed pixels)."""
+    return torch.where(torch.isfinite(start), n_steps - start, torch.zeros_like(start))
+
+
+@dataclass
+class DifferentialRun:
+    """Everything one sampling run needs per step, prepared once on the sampling device.
+
+    ``start``/``strength_map``: ``(B,1,h,w)`` (or ``(B,1,T,h,w)``) float32; ``sigmas``: this run's
+    schedule; ``offset``: where this run starts in the global schedule of ``n_steps`` steps.
+    """
+
+    start: torch.Tensor
+    strength_map: torch.Tensor
+    sigmas: torch.Tensor
+    n_steps: int
+    offset: int = 0
+    softness: float = 0.0
+    strength: float = 1.0
+
+    def index(self, sigma: torch.Tensor) -> torch.Tensor:
+        return step_index(sigma, self.sigmas, self.offset)
+
+    def mask(self, sigma: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        m = step_mask(self.start, self.strength_map, self.index(sigma), self.n_steps, self.softness, self.strength)
+        return m if dtype is None else m.to(dtype)
+
+    @property
+    def kept(self) -> torch.Tensor:
+        """Pixels never freed in this schedule: they must come out bit-exact."""
+        return ~torch.isfinite(self.start) if self.strength >= 1.0 else (~torch.isfinite(self.start)) & (self.strength_map <= 0)

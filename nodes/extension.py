@@ -1,0 +1,16 @@
+"""The ComfyExtension that lists every node of the pack (imported by ComfyUI only)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import sampler_nodes
+
+
+def node_list() -> list[type[io.ComfyNode]]:
+    return [*sampler_nodes.NODES]
+
+
+class DifferentialEditExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return node_list()

@@ -1,0 +1,94 @@
+"""Start steps, step indices and step masks: exact values."""
+
+import math
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def sch(pack):
+    from dde_pack.nodes.core import schedule
+
+    return schedule
+
+
+def test_step_mode_gives_floor_g_n_free_steps(sch):
+    g = torch.tensor([0.0, 0.05, 0.25, 0.5, 0.7, 0.75, 0.999, 1.0])
+    k = sch.start_steps_step(g, 20)
+    assert k.tolist() == [math.inf, 19, 15, 10, 6, 5, 1, 0]
+    free = sch.free_steps(k, 20)
+    assert free.tolist() == [0, 1, 5, 10, 14, 15, 19, 20]
+
+
+def test_thresholds_mode_first_step_at_or_below_value_and_zero_never(sch):
+    t = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
+    g = torch.tensor([0.0, 0.1, 0.2, 0.5, 0.79, 1.0])
+    assert sch.start_steps_thresholds(g, t).tolist() == [math.inf, 4, 3, 2, 2, 0]
+    # non-monotone thresholds: once free, stays free (running minimum)
+    t2 = torch.tensor([1.0, 0.3, 0.9, 0.0])
+    assert sch.start_steps_thresholds(torch.tensor([0.4]), t2).tolist() == [1]
+
+
+def test_timestep_thresholds_formula(sch):
+    th = sch.timestep_thresholds([999.0, 500.0, 0.0], 999.0, 0.0)
+    assert th.tolist() == pytest.approx([1.0, 500 / 999, 0.0])
+
+
+def test_denoise_mode_matches_a_brute_force_definition(sch):
+    n = 10
+    full = lambda m: [20.0 * (1 - i / m) ** 2 for i in range(m)] + [0.0]  # any decreasing schedule family
+    sigmas = full(n)
+    calls = []
+
+    def start(m):
+        calls.append(m)
+        return full(m)[-(n + 1)]
+
+    g = torch.tensor([0.0, 0.03, 0.1, 0.25, 0.5, 0.72, 0.9999, 1.0])
+    k = sch.start_steps_denoise(g, sigmas, start)
+    expect = []
+    for v in g.tolist():
+        if v <= 0:
+            expect.append(math.inf)
+            continue
+        level = sigmas[0] if v > 0.9999 else full(int(n / v))[-(n + 1)]
+        first = next((i for i in range(n) if sigmas[i] <= level * (1 + 1e-5)), None)
+        expect.append(math.inf if first is None else first)
+    assert k.tolist() == expect
+    assert len(set(calls)) == len(calls) and max(calls) == int(n / 0.03)  # memoised, only the M the map needs
+
+
+def test_denoise_scale_multiplies_the_map(sch):
+    n = 8
+    full = lambda m: [10.0 * (1 - i / m) for i in range(m)] + [0.0]
+    k_half = sch.start_steps_denoise(torch.tensor([1.0]), full(n), lambda m: full(m)[-(n + 1)], denoise=0.5)
+    k_ref = sch.start_steps_denoise(torch.tensor([0.5]), full(n), lambda m: full(m)[-(n + 1)])
+    assert k_half.tolist() == k_ref.tolist()
+
+
+def test_step_index_maps_calls_to_steps_including_intermediate_sigmas(sch):
+    sigmas = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.0])
+    sig = torch.tensor([10.0, 7.0, 5.0, 4.99999, 2.0, 1.5, 1.0, 0.5])
+    assert sch.step_index(sig, sigmas).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert sch.step_index(torch.tensor([2.0]), sigmas, offset=6).tolist() == [8]
+    assert sch.step_index(torch.tensor([99.0]), sigmas).tolist() == [0]
+
+
+def test_step_mask_binary_soft_and_strength(sch):
+    start = torch.tensor([0.0, 2.0, 4.0, math.inf]).view(4, 1, 1, 1)
+    g = torch.tensor([1.0, 0.6, 0.2, 0.0]).view(4, 1, 1, 1)
+    idx = torch.tensor([2, 2, 2, 2])
+    assert sch.step_mask(start, g, idx, 5).flatten().tolist() == [1.0, 1.0, 0.0, 0.0]
+    soft = sch.step_mask(start, g, idx, 5, softness=0.8).flatten()   # fade over 4 steps
+    assert soft.tolist() == pytest.approx([1.0, 1.0, 0.5, 0.0])
+    mixed = sch.step_mask(start, g, idx, 5, strength=0.25).flatten()
+    assert mixed.tolist() == pytest.approx([1.0, 0.25 + 0.75 * 0.6, 0.75 * 0.2, 0.0])
+
+
+def test_run_kept_is_never_freed_pixels(sch):
+    start = torch.tensor([0.0, math.inf]).view(2, 1, 1, 1)
+    g = torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)
+    run = sch.DifferentialRun(start=start, strength_map=g, sigmas=torch.tensor([3.0, 1.0, 0.0]), n_steps=2)
+    assert run.kept.flatten().tolist() == [False, True]
+    assert run.mask(torch.tensor([1.0, 1.0])).flatten().tolist() == [1.0, 0.0]
