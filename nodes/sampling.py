@@ -56,8 +56,8 @@ class Reference:
 class ChangeMapSpec:
     """A change map and how to apply it. ``maps``: validated ``(B,H,W)`` white = change.
 
-    ``global_sigmas``/``offset``: the whole schedule when this run is one part of a split
-    (Advanced node); ``None`` means the run's own schedule is the whole schedule.
+    ``global_sigmas``: the whole schedule when this run is one part of a split (Advanced node);
+    ``None`` means the run's own schedule is the whole schedule.
     """
 
     maps: torch.Tensor
@@ -66,7 +66,6 @@ class ChangeMapSpec:
     strength: float = 1.0
     reference: Reference = field(default_factory=Reference)
     global_sigmas: torch.Tensor | None = None
-    offset: int = 0
     node: str = "Differential KSampler"
     input_name: str = "change_map"
 
@@ -103,19 +102,34 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.node, spec.input_name)
     if noise_mask is not None:
         g = g * noise_mask[:, :1].to(g.device, torch.float32)
-    sig_run = sigmas.detach().to("cpu", torch.float32)
-    full = spec.global_sigmas.detach().to("cpu", torch.float32) if spec.global_sigmas is not None else sig_run
+    whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
+    full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
     start = start_steps(spec, g.cpu(), full, patcher)
-    return schedule.DifferentialRun(
-        start=start.to(device), strength_map=g.to(device), sigmas=sig_run.to(device),
-        n_steps=int(full.numel()) - 1, offset=spec.offset if spec.global_sigmas is not None else 0,
-        softness=float(spec.softness), strength=float(spec.strength))
+    return schedule.DifferentialRun(start=start.to(device), strength_map=g.to(device), sigmas=full.to(device),
+                                    n_steps=int(full.numel()) - 1, softness=float(spec.softness),
+                                    strength=float(spec.strength))
+
+
+def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0) -> torch.Tensor:
+    """The schedule KSampler uses for these settings (its own code, so it always agrees)."""
+    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name, scheduler=scheduler,
+                                 denoise=denoise, model_options=model.model_options)
+    return ks.sigmas.detach().clone()
+
+
+def plan(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str, scheduler: str,
+         denoise: float = 1.0) -> schedule.DifferentialRun:
+    """What a Differential KSampler run with these settings will do, computed without sampling (CPU)."""
+    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
+    spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)))
+    return prepare_run(spec, model, latent_shape, full, None, "cpu")
 
 
 def _mask_function(run: schedule.DifferentialRun, previous):
     """Per-step ``denoise_mask_function``: the run's step mask, then any earlier function on top."""
 
     def mask_function(sigma, denoise_mask, extra_options):
+        comfy.model_management.throw_exception_if_processing_interrupted()
         mask = run.mask(sigma, denoise_mask.dtype).expand(denoise_mask.shape)
         if previous is not None:
             mask = previous(sigma, mask, extra_options)
@@ -138,8 +152,9 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
     options.setdefault("transformer_options", {})[RUN_KEY] = run
     mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
+    fully_denoised = float(sigmas[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
     out = executor(noise, latent_image, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
-    if float(sigmas[-1]) == 0.0:
+    if fully_denoised:
         kept = run.kept.to(out.device)
         if bool(kept.any()):
             out = torch.where(kept, latent_image.to(out.device, out.dtype), out)
@@ -225,7 +240,7 @@ def _continue_from(latent: torch.Tensor, sampler):
     return comfy.samplers.KSAMPLER(continued, extra_options=sampler.extra_options, inpaint_options=sampler.inpaint_options)
 
 
-def _callback(model, steps):
+def preview_callback(model, steps):
     try:
         import latent_preview  # ComfyUI's top-level preview module
         return latent_preview.prepare_callback(model, steps)
@@ -253,28 +268,24 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
         else:
             noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name, scheduler=scheduler,
-                                 denoise=denoise, model_options=model.model_options)
-    full = ks.sigmas.detach().clone()
+    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
     sigmas = full
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[: last_step + 1].clone()
         if not return_with_leftover_noise:
             sigmas[-1] = 0
-    offset = 0
     if start_step is not None and start_step > 0:
         if start_step >= len(sigmas) - 1:
             out = latent.copy()
             out["samples"] = latent_image
             return out
         sigmas = sigmas[start_step:]
-        offset = start_step
     if sigmas.numel() <= 1:
         out = latent.copy()
         out["samples"] = latent_image
         return out
 
-    spec = dataclasses.replace(spec, global_sigmas=full, offset=offset,
+    spec = dataclasses.replace(spec, global_sigmas=full,
                                reference=Reference(sampler_name, scheduler, float(denoise)))
     patched = patch_model(model, spec)
     sampler = comfy.samplers.sampler_object(sampler_name)
@@ -283,7 +294,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
 
     samples = comfy.sample.sample_custom(
         patched, noise, cfg, sampler, sigmas, positive, negative, original, noise_mask=latent.get("noise_mask"),
-        callback=_callback(model, len(sigmas) - 1), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        callback=preview_callback(model, len(sigmas) - 1), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
 
     out = latent.copy()
     out["samples"] = samples

@@ -76,8 +76,12 @@ def pack():
 
 @pytest.fixture(scope="session")
 def comfy():
-    """ComfyUI in-process with the pack loaded by ``nodes.load_custom_node``."""
-    return locate.comfy_in_process(COMFY)
+    """ComfyUI in-process with the pack loaded by ``nodes.load_custom_node`` (progress bars off)."""
+    env = locate.comfy_in_process(COMFY)
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ Pure torch: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
+import kornia
 import torch
 import torch.nn.functional as F
 
@@ -100,3 +101,15 @@ def maps_for_latent(maps: torch.Tensor, latent_shape, node: str, input_name: str
         raise NodeInputError(node, input_name, f"1, {t} (one per latent frame) or {b * t} maps for a video latent "
                              f"of {b} x {t} frames", f"{n} maps")
     raise NodeInputError(node, "latent_image", "a 4-D image latent or a 5-D video latent", f"shape {shape}")
+
+
+def blur_maps(maps: torch.Tensor, radius: int) -> torch.Tensor:
+    """Gaussian blur of ``(B,H,W)`` by ``radius`` px: kernel ``2 radius + 1`` (nothing beyond), sigma ``radius / 2``.
+
+    Normalised kernel, replicate border (a map touching the edge continues past it).
+    """
+    if radius <= 0:
+        return maps
+    k = 2 * int(radius) + 1
+    sigma = radius / 2.0
+    return kornia.filters.gaussian_blur2d(maps.unsqueeze(1), (k, k), (sigma, sigma), border_type="replicate")[:, 0]

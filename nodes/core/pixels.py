@@ -5,11 +5,10 @@ Pure torch + kornia; nothing here imports ComfyUI.
 
 from __future__ import annotations
 
-import kornia
 import torch
 
 from .errors import NodeInputError, describe
-from .maps import match_batch, resize_maps
+from .maps import blur_maps, match_batch, resize_maps
 
 
 def as_images(image, node: str, input_name: str) -> torch.Tensor:
@@ -28,9 +27,7 @@ def feather_weights(weights: torch.Tensor, radius: int) -> torch.Tensor:
     """Gaussian-blur ``(B,H,W)`` weights by ``radius`` px, then zero them where they were 0."""
     if radius <= 0:
         return weights
-    k = 2 * int(radius) + 1
-    blurred = kornia.filters.gaussian_blur2d(weights.unsqueeze(1), (k, k), (radius / 2.0, radius / 2.0),
-                                             border_type="replicate")[:, 0]
+    blurred = blur_maps(weights, radius)
     return torch.where(weights > 0, blurred, torch.zeros_like(blurred))
 
 

@@ -177,20 +177,20 @@ def free_steps(start: torch.Tensor, n_steps: int) -> torch.Tensor:
 class DifferentialRun:
     """Everything one sampling run needs per step, prepared once on the sampling device.
 
-    ``start``/``strength_map``: ``(B,1,h,w)`` (or ``(B,1,T,h,w)``) float32; ``sigmas``: this run's
-    schedule; ``offset``: where this run starts in the global schedule of ``n_steps`` steps.
+    ``start``/``strength_map``: ``(B,1,h,w)`` (or ``(B,1,T,h,w)``) float32; ``sigmas``: the whole
+    schedule ``s_0..s_N`` of ``n_steps`` steps — also when this run samples only part of it (split
+    sampling), so a model call at a given noise level maps to the same step in every part.
     """
 
     start: torch.Tensor
     strength_map: torch.Tensor
     sigmas: torch.Tensor
     n_steps: int
-    offset: int = 0
     softness: float = 0.0
     strength: float = 1.0
 
     def index(self, sigma: torch.Tensor) -> torch.Tensor:
-        return step_index(sigma, self.sigmas, self.offset)
+        return step_index(sigma, self.sigmas)
 
     def mask(self, sigma: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         m = step_mask(self.start, self.strength_map, self.index(sigma), self.n_steps, self.softness, self.strength)

@@ -31,7 +31,8 @@ _TYPES = {
 class AnalyticNet(torch.nn.Module):
     """A ``diffusion_model`` whose output makes ComfyUI's denoised prediction the exact posterior mean.
 
-    ``calls`` records the batch size of every forward (tests count model calls with it).
+    ``calls`` records the batch size of every forward (tests count model calls with it);
+    ``concats`` the concat channels an inpainting model would see (``BaseModel.set_inpaint()``).
     """
 
     def __init__(self, world: AnalyticWorld = None, family: str = "eps", device=None, operations=None, **kwargs):
@@ -40,12 +41,16 @@ class AnalyticNet(torch.nn.Module):
         self.family = family
         self.dtype = torch.float32
         self.calls: list[int] = []
+        self.concats: list[torch.Tensor] = []
         self.register_buffer("anchor", torch.zeros(1))
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options={}, **kwargs):
         sig = transformer_options.get("sigmas")
         if sig is None:
             raise RuntimeError("AnalyticNet needs transformer_options['sigmas'] (ComfyUI's calc_cond_batch sets it)")
+        if x.shape[1] > 4:  # an inpainting model's concat channels follow the latent: record, then ignore
+            self.concats.append(x[:, 4:].detach().clone())
+            x = x[:, :4]
         sig = sig.to(torch.float64).reshape(-1)
         if sig.numel() != x.shape[0]:
             sig = sig.repeat(x.shape[0] // sig.numel())

@@ -30,6 +30,16 @@ UNET_CONFIG = dict(
 )
 
 
+#: the real SD1.5 UNet layout (860M parameters), for benchmarks only
+SD15_FULL_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+    channel_mult=[1, 2, 4, 4], num_heads=8, num_head_channels=-1, transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+    transformer_depth_middle=1, transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], context_dim=768,
+    use_spatial_transformer=True, use_linear_in_transformer=False, legacy=False, adm_in_channels=None,
+    use_temporal_attention=False, use_temporal_resblock=False,
+)
+
+
 def _torch_reset(m: torch.nn.Module):
     """torch's own ``reset_parameters`` for a layer (ComfyUI's op classes override it with a no-op)."""
     for klass in type(m).__mro__:
@@ -47,6 +57,21 @@ def _reinit(module: torch.nn.Module, seed: int) -> torch.nn.Module:
             if not torch.isfinite(p).all():
                 p.zero_()
     return module
+
+
+def unet_model(full: bool = False, seed: int = 0, dtype=torch.float32):
+    """An in-memory SD1.5 ModelPatcher (tiny by default, the full 860M layout with ``full``)."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = {k: v for k, v in (SD15_FULL_CONFIG if full else UNET_CONFIG).items() if k not in ("num_heads", "num_head_channels")}
+    model_config = comfy.supported_models.SD15(config)
+    model_config.set_inference_dtype(dtype, None)
+    base = model_config.get_model({}, device="cpu")
+    _reinit(base.diffusion_model, seed)
+    device = comfy.model_management.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=comfy.model_management.unet_offload_device())
 
 
 def tiny_unet_state_dict(seed: int = 0) -> dict:

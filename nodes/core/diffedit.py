@@ -1,0 +1,183 @@
+"""DiffEdit statistics and the deterministic inversion arithmetic (Couairon et al. 2022).
+
+Mask estimation: the input latent is noised ``n`` times to one noise level; the model's denoised
+(x0) predictions under the query and the reference conditioning are compared, and
+``mean over draws and channels of |x0_query - x0_reference|`` is the heat map. For every
+model family ComfyUI writes the noisy latent as ``x = a(s) x0 + b(s) eps``, and at a fixed
+``s`` and ``x`` the family's own output ``u`` gives ``x0 = c1(s) x - c2(s) u`` (eps, v and
+flow alike), so ``|dx0| = c2(s) |du|``: the x0 difference equals the eps/v/velocity difference
+of the paper up to a constant per noise level, which the rescaling below removes.
+
+Normalisation and thresholds (per image):
+  ``rescale``    heat = (d - min) / (max - min); mask = heat >= threshold (the paper, 0.5)
+  ``clamp``      heat = min(d, ratio * mean) / max(...); mask = heat >= threshold (diffusers)
+  ``otsu``       heat as rescale; mask = heat >= Otsu's threshold of the heat histogram
+  ``percentile`` heat as rescale; mask = heat >= the ``percentile`` quantile of the heat
+
+Inversion: with ``a(s), b(s)`` from the model's own noise scaling, the implied noise of a
+denoised prediction ``d`` at ``x`` is ``(x - a d) / b`` and a deterministic step to level ``s'`` is
+``a(s') d + b(s') eps`` (DDIM; ComfyUI's ``euler`` takes exactly this step on eps and flow
+models).
+
+Pure torch + kornia: nothing here imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import torch
+
+from .errors import NodeInputError
+from .maps import blur_maps, resize_maps
+
+METHODS = ("rescale", "clamp", "otsu", "percentile")
+#: below this a(s) (flow models near s = 1) the x0 of the current level is not recovered by division
+MIN_SIGNAL = 1e-2
+
+
+# -- noise draws and batching ---------------------------------------------------------------------
+
+def draw_noise(seed: int, n: int, shape) -> torch.Tensor:
+    """``n`` independent standard normal draws of ``shape``, deterministic for ``seed`` (CPU generator)."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    return torch.randn((int(n), *shape), generator=gen, dtype=torch.float32)
+
+
+def draws_per_call(batch_size: int, evaluations_per_draw: int, n: int) -> tuple[int, bool]:
+    """How many draws go through the model together, and whether each conditioning gets its own call.
+
+    ``batch_size`` counts model evaluations per call (a draw needs one per conditioning); it is
+    rounded down to a multiple of ``evaluations_per_draw``. Below that, conditionings are
+    evaluated in separate calls of ``batch_size`` draws.
+    """
+    per = batch_size // evaluations_per_draw
+    if per >= 1:
+        return min(per, n), False
+    return max(1, min(batch_size, n)), True
+
+
+def chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def model_calls(n: int, batch_size: int, evaluations_per_draw: int = 2) -> int:
+    """The number of model calls :func:`draws_per_call` leads to (``ceil(E n / batch)`` for multiples of E)."""
+    per, separate = draws_per_call(batch_size, evaluations_per_draw, n)
+    calls = math.ceil(n / per)
+    return calls * evaluations_per_draw if separate else calls
+
+
+# -- heat maps and masks ----------------------------------------------------------------------------
+
+def normalize(d: torch.Tensor, method: str, ratio: float = 3.0) -> torch.Tensor:
+    """Per-image 0..1 heat from raw differences ``(B,H,W)`` (constant maps give 0)."""
+    d = d.to(torch.float32)
+    if method == "clamp":
+        cap = ratio * d.mean(dim=(1, 2), keepdim=True)
+        d = torch.minimum(d, cap)
+        top = d.amax(dim=(1, 2), keepdim=True)
+        return torch.where(top > 0, d / top.clamp(min=1e-30), torch.zeros_like(d))
+    lo = d.amin(dim=(1, 2), keepdim=True)
+    span = d.amax(dim=(1, 2), keepdim=True) - lo
+    return torch.where(span > 0, (d - lo) / span.clamp(min=1e-30), torch.zeros_like(d))
+
+
+def otsu_threshold(heat: torch.Tensor, bins: int = 256) -> float:
+    """Otsu's threshold of values in 0..1: the cut maximising the between-class variance."""
+    hist = torch.histc(heat.flatten().to(torch.float64), bins=bins, min=0.0, max=1.0)
+    p = hist / hist.sum().clamp(min=1)
+    centres = (torch.arange(bins, dtype=torch.float64) + 0.5) / bins
+    w0 = torch.cumsum(p, 0)
+    m0 = torch.cumsum(p * centres, 0)
+    total = m0[-1]
+    between = (total * w0 - m0) ** 2 / (w0 * (1 - w0)).clamp(min=1e-12)
+    between[(w0 <= 0) | (w0 >= 1)] = -1
+    k = int(torch.argmax(between))
+    return float((k + 1) / bins)
+
+
+def thresholds(heat: torch.Tensor, method: str, threshold: float = 0.5, percentile: float = 0.8) -> torch.Tensor:
+    """The cut of each image ``(B,1,1)`` for ``method``."""
+    if method in ("rescale", "clamp"):
+        return torch.full((heat.shape[0], 1, 1), float(threshold))
+    if method == "otsu":
+        return torch.tensor([otsu_threshold(h) for h in heat]).view(-1, 1, 1)
+    if method == "percentile":
+        q = torch.quantile(heat.flatten(1).to(torch.float64), float(percentile), dim=1)
+        return q.to(torch.float32).view(-1, 1, 1)
+    raise NodeInputError("DiffEdit Mask", "threshold_method", f"one of {METHODS}", repr(method))
+
+
+def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grow (``pixels`` > 0, dilation) or shrink (< 0, erosion) a binary ``(B,H,W)`` mask by a square."""
+    if pixels == 0:
+        return mask
+    k = torch.ones(2 * abs(int(pixels)) + 1, 2 * abs(int(pixels)) + 1)
+    op = kornia.morphology.dilation if pixels > 0 else kornia.morphology.erosion
+    return op(mask.unsqueeze(1), k, border_type="geodesic")[:, 0]
+
+
+def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "rescale", threshold: float = 0.5,
+                  ratio: float = 3.0, percentile: float = 0.8, smooth: float = 0.0,
+                  grow_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw latent-grid differences ``(B,h,w)`` → soft heat and binary mask at ``size`` (both ``(B,H,W)``).
+
+    The differences are enlarged bilinearly to ``size``, optionally Gaussian-smoothed (``smooth``
+    px radius), normalised by ``method``, thresholded, then grown or shrunk by ``grow_pixels``.
+    """
+    d = resize_maps(diff.to(torch.float32), size) if tuple(diff.shape[-2:]) != tuple(size) else diff.to(torch.float32)
+    if smooth > 0:
+        d = blur_maps(d, int(round(smooth)))
+    heat = normalize(d, method, ratio)
+    cut = thresholds(heat, method, threshold, percentile).to(heat.device)
+    mask = (heat >= cut).to(torch.float32)
+    return heat.contiguous(), grow(mask, grow_pixels).contiguous()
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a > 0.5, b > 0.5
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union > 0 else 1.0
+
+
+# -- deterministic inversion arithmetic ---------------------------------------------------------------
+
+def implied_noise(x: torch.Tensor, denoised: torch.Tensor, a, b) -> torch.Tensor:
+    """The noise that puts ``denoised`` at ``x``: ``(x - a d) / b``."""
+    return (x - a * denoised) / b
+
+
+def recombine(denoised: torch.Tensor, noise: torch.Tensor, a, b) -> torch.Tensor:
+    """``a d + b eps``: the latent at the level whose scalings are ``a``, ``b``."""
+    return a * denoised + b * noise
+
+
+def invert_step(x: torch.Tensor, denoised_next: torch.Tensor, now: tuple, nxt: tuple) -> torch.Tensor:
+    """One DDIM inversion step from the level ``now = (a, b)`` to the noisier ``nxt = (a', b')``.
+
+    ``denoised_next`` is the model's prediction for ``x`` evaluated at the next level (the usual
+    DDIM-inversion approximation). Its implied noise is kept; the x0 at the current level is
+    recovered from ``x`` — except where ``a`` is below :data:`MIN_SIGNAL` (flow models near
+    ``s = 1``), where the prediction itself is used instead of dividing by ``a``.
+    """
+    a, b = now
+    a2, b2 = nxt
+    eps = implied_noise(x, denoised_next, a2, b2)
+    if float(a) < MIN_SIGNAL:
+        x0 = denoised_next
+    else:
+        x0 = (x - b * eps) / a
+    return recombine(x0, eps, a2, b2)
+
+
+def preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """IMAGE ``(B,H,W,3)``: the heat in red over the picture (grey without one), the mask outline white."""
+    if base is None:
+        base = torch.full((*heat.shape, 3), 0.5)
+    alpha = (0.65 * heat).unsqueeze(-1)
+    colour = torch.tensor([1.0, 0.15, 0.05]).view(1, 1, 1, 3)
+    out = base[..., :3] * (1.0 - alpha) + colour * alpha
+    edge = (mask - grow(mask, -1)).clamp(0, 1).unsqueeze(-1)
+    return torch.where(edge > 0, torch.ones_like(out), out).clamp(0, 1).contiguous()

@@ -1,0 +1,121 @@
+"""Pictures of what a change map does: labelled grids, the Strength Fan, schedule previews.
+
+IMAGE tensors are ``(B,H,W,3)`` floats in 0..1. Labels are drawn with Pillow's bundled font.
+Pure torch + numpy + Pillow; nothing here imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import NodeInputError
+
+NEVER_COLOUR = (0.0, 0.0, 0.0)
+#: start-step colours from the first step (yellow: sampled the whole way) to the last (dark blue)
+RAMP = ((0.99, 0.91, 0.15), (0.37, 0.79, 0.38), (0.13, 0.57, 0.55), (0.23, 0.32, 0.55), (0.27, 0.0, 0.33))
+
+
+def parse_strengths(text: str, node: str, input_name: str = "strengths", limit: int = 64) -> list[float]:
+    """``"0, 0.25, 0.5"`` → floats in 0..1 (commas or spaces; at least 1, at most ``limit``)."""
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise NodeInputError(node, input_name, "numbers in 0..1 separated by commas", repr(text)) from None
+    if not values or len(values) > limit or any(not math.isfinite(v) or v < 0 or v > 1 for v in values):
+        raise NodeInputError(node, input_name, f"1 to {limit} numbers in 0..1", repr(text))
+    return values
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # very old Pillow: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def label(image: torch.Tensor, text: str, where: tuple[int, int] | None = None) -> torch.Tensor:
+    """Draw ``text`` in white on a dark box (top-left, or centred on ``where`` = (x, y)) of one ``(H,W,3)`` image."""
+    arr = (image.detach().float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    pil = Image.fromarray(arr)
+    draw = ImageDraw.Draw(pil)
+    size = max(10, min(pil.size) // 12)
+    font = _font(size)
+    box = draw.textbbox((0, 0), text, font=font)
+    w, h = box[2] - box[0], box[3] - box[1]
+    pad = max(2, size // 5)
+    if where is None:
+        x, y = pad, pad
+    else:
+        x = min(max(int(where[0] - w / 2), pad), pil.size[0] - w - pad)
+        y = min(max(int(where[1] - h / 2), pad), pil.size[1] - h - pad)
+    draw.rectangle((x - pad, y - pad, x + w + pad, y + h + pad), fill=(0, 0, 0))
+    draw.text((x - box[0], y - box[1]), text, fill=(255, 255, 255), font=font)
+    return torch.from_numpy(np.asarray(pil).astype(np.float32) / 255.0)
+
+
+def grid(images: torch.Tensor, labels: list[str], columns: int = 0, gap: int = 4) -> torch.Tensor:
+    """Labelled panels in rows of ``columns`` (0: about square) → ``(1,H',W',3)``."""
+    k, h, w, _ = images.shape
+    cols = columns if columns > 0 else math.ceil(math.sqrt(k))
+    rows = math.ceil(k / cols)
+    panels = [label(images[i], labels[i]) for i in range(k)]
+    panels += [torch.ones(h, w, 3)] * (rows * cols - k)
+    padded = torch.stack([torch.nn.functional.pad(p, (0, 0, 0, gap, 0, gap), value=1.0) for p in panels])
+    out = rearrange(padded, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
+    return out[: rows * (h + gap) - gap, : cols * (w + gap) - gap].unsqueeze(0).contiguous()
+
+
+def fan(images: torch.Tensor, labels: list[str]) -> torch.Tensor:
+    """The Strength Fan: one picture whose angular sectors (around the bottom centre, left to right)
+    come from successive panels, so the strengths read as a continuous sweep → ``(1,H,W,3)``."""
+    k, h, w, _ = images.shape
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
+                            indexing="ij")
+    theta = torch.atan2(h - yy, xx - w / 2)                      # pi at the left edge, 0 at the right
+    sector = ((math.pi - theta) / math.pi * k).floor().clamp(0, k - 1).long()
+    out = torch.gather(images, 0, sector.view(1, h, w, 1).expand(1, h, w, 3)).squeeze(0)
+    edges = (sector[:, 1:] != sector[:, :-1])
+    out[:, 1:][edges] = 1.0
+    radius = 0.8 * min(h, w / 2)
+    for i, text in enumerate(labels):
+        angle = math.pi - (i + 0.5) * math.pi / k
+        out = label(out, text, (w / 2 + radius * math.cos(angle), h - radius * math.sin(angle)))
+    return out.unsqueeze(0).contiguous()
+
+
+def step_colours(start: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """Colour ``(h,w)`` start steps: first step yellow → last step purple, never black → ``(h,w,3)``."""
+    ramp = torch.tensor(RAMP)
+    t = (start / max(n_steps - 1, 1)).clamp(0, 1) * (len(RAMP) - 1)
+    lo = t.floor().long().clamp(max=len(RAMP) - 2)
+    frac = (t - lo).unsqueeze(-1)
+    colour = ramp[lo] * (1 - frac) + ramp[lo + 1] * frac
+    never = ~torch.isfinite(start)
+    return torch.where(never.unsqueeze(-1), torch.tensor(NEVER_COLOUR), torch.nan_to_num(colour, nan=0.0))
+
+
+def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8) -> torch.Tensor:
+    """Two panels at latent resolution (each latent cell ``scale`` px, with a grid): the start step
+    of every cell and its effective strength (free steps / N) → ``(1,H,2W+gap,3)``."""
+    left = step_colours(start, n_steps)
+    right = effective.clamp(0, 1).unsqueeze(-1).expand(*effective.shape, 3)
+    panels = []
+    for panel in (left, right):
+        big = panel.repeat_interleave(scale, 0).repeat_interleave(scale, 1).clone()
+        if scale >= 4:
+            big[::scale, :, :] = big[::scale, :, :] * 0.6 + 0.4 * 0.5
+            big[:, ::scale, :] = big[:, ::scale, :] * 0.6 + 0.4 * 0.5
+        panels.append(big)
+    firsts = start[torch.isfinite(start)]
+    first = int(firsts.min()) if firsts.numel() else None
+    text_left = f"start step of {n_steps}" + (f" (earliest {first})" if first is not None else " (none changes)")
+    text_right = f"effective strength, mean {float(effective.mean()):.2f}"
+    gap = torch.ones(panels[0].shape[0], max(4, scale // 2), 3)
+    out = torch.cat([label(panels[0], text_left), gap, label(panels[1], text_right)], dim=1)
+    return out.unsqueeze(0).contiguous()

@@ -1,0 +1,223 @@
+"""DiffEdit on ComfyUI's own sampling stack.
+
+Both parts run as ``Sampler`` objects driven by a ``CFGGuider``: ComfyUI loads the model,
+processes the conditioning (ControlNets, hooks, area/mask conds) and runs every wrapper other
+packs installed, exactly as for sampling; the sampler then evaluates the model itself.
+
+* :class:`HeatSampler` — mask estimation. The guider's ``positive`` is the query and
+  ``negative`` the reference (``uncond`` joins when cfg != 1). ``n`` draws of noise at one
+  level go through :func:`comfy.samplers.calc_cond_batch` in as few calls as ``batch_size``
+  allows; the mean |x0 difference| lands in a per-run holder (no state on node classes).
+* :class:`DiffEditSampler` — deterministic inversion of the input latent along the reversed
+  schedule with the reference conditioning (optionally refined by fixed-point iterations), then a
+  DDIM decode with the guider (query, CFG) that puts the inverted latent of exactly the current
+  level back outside the mask after every step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.sampler_helpers
+import comfy.samplers
+import comfy.utils
+
+from .core import diffedit as core
+from .core import maps as maps_core
+from .core.errors import NodeInputError
+from .sampling import ksampler_sigmas, preview_callback
+
+
+def zero_out(conditioning):
+    """ConditioningZeroOut: the same structure with every tensor zeroed (the unconditional stand-in)."""
+    out = []
+    for tensor, extra in conditioning:
+        extra = dict(extra)
+        for key in ("pooled_output",):
+            if isinstance(extra.get(key), torch.Tensor):
+                extra[key] = torch.zeros_like(extra[key])
+        out.append([torch.zeros_like(tensor), extra])
+    return out
+
+
+def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` with ``x = a x0 + b eps`` at ``sigma``, read off the model's own noise scaling."""
+    one = torch.ones(1, dtype=torch.float32, device=sigma.device)
+    zero = torch.zeros(1, dtype=torch.float32, device=sigma.device)
+    s = sigma.reshape(1).to(torch.float32)
+    return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
+
+
+def noise_level(model, strength: float, node: str) -> float:
+    """The noise level of ``strength`` (fraction of the model's noise range; 0.5 = half-way timestep)."""
+    if not 0.0 < strength <= 1.0:
+        raise NodeInputError(node, "strength", "a noise strength in (0, 1]", repr(strength))
+    ms = model.get_model_object("model_sampling")
+    sigma = float(ms.percent_to_sigma(1.0 - float(strength)))
+    return min(sigma, float(ms.sigma_max))
+
+
+class Holder:
+    """Per-run result slot (filled by a sampler inside the sampling call)."""
+
+    heat: torch.Tensor | None = None
+
+
+class HeatSampler(comfy.samplers.Sampler):
+    def __init__(self, n: int, seed: int, batch_size: int, cfg: float, holder: Holder):
+        self.n, self.seed, self.batch_size, self.cfg, self.holder = int(n), int(seed), int(batch_size), float(cfg), holder
+
+    def _auto_batch(self, inner, latent, per_draw: int) -> int:
+        device = latent.device
+        free = comfy.model_management.get_free_memory(device)
+        draws = self.n
+        while draws > 1:
+            shape = [draws * per_draw * latent.shape[0], *latent.shape[1:]]
+            if inner.memory_required(shape) * 1.5 < free:
+                break
+            draws = (draws + 1) // 2
+        return draws * per_draw
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        inner = model_wrap.inner_model
+        options = extra_args["model_options"]
+        conds = [model_wrap.conds["positive"], model_wrap.conds["negative"]]
+        if self.cfg != 1.0:
+            conds.append(model_wrap.conds["uncond"])
+        per_draw = len(conds)
+        batch = self.batch_size if self.batch_size > 0 else self._auto_batch(inner, latent_image, per_draw)
+        per_call, separate = core.draws_per_call(batch, per_draw, self.n)
+        b = latent_image.shape[0]
+        sigma = sigmas[0]
+        draws = core.draw_noise(self.seed, self.n, latent_image.shape).to(latent_image.device, latent_image.dtype)
+        total = torch.zeros((b, *latent_image.shape[2:]), dtype=torch.float32, device=latent_image.device)
+        pbar = comfy.utils.ProgressBar(self.n)
+        for start, stop in core.chunks(self.n, per_call):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            k = stop - start
+            eps = draws[start:stop].reshape(k * b, *latent_image.shape[1:])
+            x = inner.model_sampling.noise_scaling(sigma, eps, latent_image.repeat(k, *([1] * (latent_image.ndim - 1))))
+            s = sigma.reshape(1).expand(k * b)
+            if separate:
+                preds = [comfy.samplers.calc_cond_batch(inner, [c], x, s, options)[0] for c in conds]
+            else:
+                preds = comfy.samplers.calc_cond_batch(inner, conds, x, s, options)
+            query, reference = preds[0], preds[1]
+            if self.cfg != 1.0:
+                query = comfy.samplers.cfg_function(inner, preds[0], preds[2], self.cfg, x, s, options, conds[0], conds[2])
+                reference = comfy.samplers.cfg_function(inner, preds[1], preds[2], self.cfg, x, s, options, conds[1], conds[2])
+            diff = (query - reference).abs().float().mean(dim=1)
+            total += diff.reshape(k, b, *diff.shape[1:]).sum(0)
+            pbar.update(k)
+        self.holder.heat = (total / self.n).cpu()
+        return latent_image
+
+
+def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float, n: int, seed: int,
+                  cfg: float = 1.0, negative=None, batch_size: int = 0, node: str = "DiffEdit Mask") -> torch.Tensor:
+    """Mean |x0(query) - x0(reference)| over ``n`` draws and channels, ``(B,h,w)`` at latent resolution."""
+    if n < 1:
+        raise NodeInputError(node, "n", "at least 1 noise draw", repr(n))
+    sigma = noise_level(model, strength, node)
+    holder = Holder()
+    guider = comfy.samplers.CFGGuider(model)
+    conds = {"positive": query, "negative": reference if reference is not None else zero_out(query)}
+    if cfg != 1.0:
+        conds["uncond"] = negative if negative is not None else zero_out(query)
+    guider.inner_set_conds(conds)
+    sampler = HeatSampler(n, seed, batch_size, cfg, holder)
+    sigmas = torch.tensor([sigma, 0.0], dtype=torch.float32)
+    guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=True, seed=seed)
+    return holder.heat
+
+
+class DiffEditSampler(comfy.samplers.Sampler):
+    """Inversion of the input latent, then a masked DDIM decode with the guider (a SAMPLER object).
+
+    ``mask``: validated ``(B,H,W)`` maps, white = edit. ``reference``: CONDITIONING for the
+    inversion (``None``: the guider's positive zeroed out). ``refine``: fixed-point iterations per
+    inversion step (each one extra model call) that make decode(invert(x)) reproduce ``x``.
+    """
+
+    def __init__(self, mask: torch.Tensor, reference=None, refine: int = 0, node: str = "DiffEdit Sampler"):
+        self.mask, self.reference, self.refine, self.node = mask, reference, int(refine), node
+        self.inverted: list[torch.Tensor] | None = None   # levels s_0..s_N of the last run (tests read it)
+
+    def _reference_conds(self, model_wrap, noise, latent_image, seed):
+        ref = self.reference
+        if ref is None:
+            ref = zero_out(model_wrap.original_conds["positive"]) if "positive" in model_wrap.original_conds else None
+        if ref is None:
+            raise NodeInputError(self.node, "reference", "a CONDITIONING (or a guider with a positive one)", "none")
+        ref = comfy.sampler_helpers.convert_cond(ref)
+        processed = comfy.samplers.process_conds(model_wrap.inner_model, noise, {"reference": ref}, latent_image.device,
+                                                 latent_image, None, seed)
+        return processed["reference"]
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        inner = model_wrap.inner_model
+        ms = inner.model_sampling
+        options = extra_args["model_options"]
+        seed = extra_args.get("seed")
+        ref = self._reference_conds(model_wrap, noise, latent_image, seed)
+        m = maps_core.maps_for_latent(self.mask, latent_image.shape, self.node, "mask").to(latent_image.device, latent_image.dtype)
+        n_steps = int(sigmas.numel()) - 1
+        s_in = latent_image.new_ones([latent_image.shape[0]])
+        levels = [scalings(ms, sigmas[i]) for i in range(n_steps + 1)]
+        total = 2 * n_steps   # progress: the inversion steps, then the decode steps
+
+        def reference_x0(x, i):
+            return comfy.samplers.calc_cond_batch(inner, [ref], x, sigmas[i] * s_in, options)[0]
+
+        def forward(x, i):   # the DDIM step from level i to level i + 1 under the reference
+            d = reference_x0(x, i)
+            return core.recombine(d, core.implied_noise(x, d, *levels[i]), *levels[i + 1])
+
+        inverted = [None] * (n_steps + 1)
+        x = latent_image
+        inverted[n_steps] = x
+        for i in range(n_steps, 0, -1):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            d = reference_x0(x, i - 1)
+            y = core.invert_step(x, d, levels[i], levels[i - 1])
+            for _ in range(self.refine):
+                y = y + (x - forward(y, i - 1))
+            inverted[i - 1] = x = y
+            if callback is not None:
+                callback(n_steps - i, d, x, total)
+        self.inverted = inverted
+
+        x = inverted[0]
+        for j in range(n_steps):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            d = model_wrap(x, sigmas[j] * s_in, model_options=options, seed=seed)
+            x = core.recombine(d, core.implied_noise(x, d, *levels[j]), *levels[j + 1])
+            x = m * x + (1.0 - m) * inverted[j + 1]
+            if callback is not None:
+                callback(n_steps + j, d, x, total)
+        return ms.inverse_noise_scaling(sigmas[-1], x)
+
+
+def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, steps: int, encode_ratio: float, cfg: float,
+         scheduler: str, refine: int, node: str = "DiffEdit Edit") -> dict:
+    """The convenience path: KSampler's schedule for ``denoise = encode_ratio``, inversion, masked decode.
+
+    Returns the LATENT dict; outside the mask (map 0 on the latent grid) the input comes back bit-exact.
+    """
+    if not 0.0 < encode_ratio <= 1.0:
+        raise NodeInputError(node, "encode_ratio", "a ratio in (0, 1]", repr(encode_ratio))
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    sigmas = ksampler_sigmas(model, steps, "euler", scheduler, encode_ratio)
+    sampler = DiffEditSampler(mask, reference, refine, node)
+    negative = negative if negative is not None else zero_out(query)
+    out = comfy.sample.sample_custom(model, torch.zeros_like(samples), cfg, sampler, sigmas, query, negative, samples,
+                                     callback=preview_callback(model, 2 * steps), disable_pbar=True, seed=0)
+    keep = maps_core.maps_for_latent(mask, samples.shape, node, "mask") <= 0
+    out = torch.where(keep.to(out.device), samples.to(out.device, out.dtype), out)
+    result = latent.copy()
+    result["samples"] = out
+    return result

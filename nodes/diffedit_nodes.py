@@ -1,0 +1,191 @@
+"""DiffEdit nodes: automatic mask, mask-guided edit, and the edit as a SAMPLER."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+import comfy.samplers
+
+from . import diffedit, preview
+from .core import diffedit as core
+from .core import maps as maps_core
+from .core import pixels
+from .core.errors import NodeInputError, describe
+from .ids import CATEGORY, node_id
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+CAT = CATEGORY + "/diffedit"
+SCALE = 8   # picture pixels per latent cell when no picture is connected (SD, SDXL, SD3, Flux VAEs)
+
+
+def image_latent(latent, node: str, input_name: str = "latent") -> torch.Tensor:
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.numel() == 0:
+        raise NodeInputError(node, input_name, "an image LATENT (batch, channels, height, width)", describe(samples))
+    if not bool(torch.isfinite(samples).all()):
+        raise NodeInputError(node, input_name, "finite latent values", "NaN or infinite values")
+    return samples
+
+
+def check_conditioning(cond, node: str, input_name: str, optional: bool = False):
+    if cond is None and optional:
+        return None
+    if not isinstance(cond, list) or len(cond) == 0 or not all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cond):
+        raise NodeInputError(node, input_name, "a CONDITIONING (for example from CLIP Text Encode)", describe(cond))
+    return cond
+
+
+class DiffEditMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=node_id("DiffEditMask"),
+            display_name="DiffEdit Mask",
+            category=CAT,
+            description="Find where an edit should happen (DiffEdit): noise the picture, compare what the model predicts "
+                        "for the query and for the reference over n noise draws, threshold the difference.",
+            inputs=[
+                io.Model.Input("model", tooltip="Any diffusion model (eps, v or flow); its patches and wrappers apply."),
+                io.Conditioning.Input("query", tooltip="The edit prompt: what the picture should show."),
+                io.Latent.Input("latent", tooltip="The latent of the picture to edit (VAE Encode)."),
+                io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
+                               tooltip="Noise level of the draws as a fraction of the model's noise range (0.5 = the "
+                               "half-way timestep, the paper's setting)."),
+                io.Int.Input("n", default=10, min=1, max=1000, tooltip="Number of noise draws averaged (paper: 10)."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                             tooltip="Seed of the noise draws: the same seed gives the same mask."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
+                               tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
+                io.Combo.Input("threshold_method", options=list(core.METHODS), default="rescale",
+                               tooltip="rescale: min-max to 0..1 then cut at threshold (paper). clamp: cap at ratio x mean "
+                               "then divide by the max (diffusers). otsu: automatic cut. percentile: keep the top part."),
+                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="Cut for rescale and clamp (paper: 0.5)."),
+                io.Float.Input("clamp_ratio", default=3.0, min=0.1, max=100.0, step=0.1,
+                               tooltip="clamp method: differences above this x the mean are capped (diffusers: 3)."),
+                io.Float.Input("percentile", default=0.8, min=0.0, max=1.0, step=0.01,
+                               tooltip="percentile method: the fraction of the picture left outside the mask."),
+                io.Float.Input("smooth", default=0.0, min=0.0, max=256.0, step=0.5,
+                               tooltip="Gaussian smoothing radius in picture pixels before thresholding (0 = none)."),
+                io.Int.Input("grow", default=0, min=-256, max=256,
+                             tooltip="Grow (positive) or shrink (negative) the binary mask by this many pixels."),
+                io.Int.Input("batch_size", default=0, min=0, max=4096,
+                             tooltip="Model evaluations per call (a draw needs 2, or 3 with cfg). 0 = as many as memory allows."),
+                io.Conditioning.Input("reference", optional=True,
+                                      tooltip="What the picture shows now. Not connected: the query zeroed out (unconditional)."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Unconditional branch when cfg != 1. Not connected: the query zeroed out."),
+                io.Image.Input("image", optional=True,
+                               tooltip="The picture itself: sets the output size and is shown under the preview. "
+                               "Not connected: 8 pixels per latent cell, grey preview."),
+            ],
+            outputs=[
+                io.Mask.Output(display_name="heat", tooltip="Soft map 0..1 of how much the prompts disagree."),
+                io.Mask.Output(display_name="mask", tooltip="Binary mask of what the edit should touch (white)."),
+                io.Image.Output(display_name="preview", tooltip="The heat map over the picture with the mask outline."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
+                smooth, grow, batch_size, reference=None, negative=None, image=None) -> io.NodeOutput:
+        node = "DiffEdit Mask"
+        samples = image_latent(latent, node)
+        query = check_conditioning(query, node, "query")
+        reference = check_conditioning(reference, node, "reference", optional=True)
+        negative = check_conditioning(negative, node, "negative", optional=True)
+        if threshold_method not in core.METHODS:
+            raise NodeInputError(node, "threshold_method", f"one of {core.METHODS}", repr(threshold_method))
+        base = None
+        if image is not None:
+            base = pixels.as_images(image, node, "image")
+            size = tuple(base.shape[1:3])
+        else:
+            size = (samples.shape[2] * SCALE, samples.shape[3] * SCALE)
+        diff = diffedit.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size, node)
+        heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow)
+        if base is not None:
+            base = maps_core.match_batch(base, heat.shape[0], node, "image")
+        shown = core.preview(heat, mask, base)
+        return io.NodeOutput(heat, mask, shown, ui=preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
+
+
+def _edit_common_inputs() -> list:
+    return [
+        io.Mask.Input("mask", tooltip="Where to edit (white), e.g. from DiffEdit Mask. Any size: area-averaged to the "
+                      "latent grid; grey values blend."),
+        io.Int.Input("refine", default=1, min=0, max=20,
+                     tooltip="Fixed-point iterations per inversion step (1 extra model call each): more = decoding "
+                     "reproduces the unedited picture more exactly."),
+        io.Boolean.Input("invert", default=False, tooltip="On: the mask is white = keep."),
+        io.Conditioning.Input("reference", optional=True,
+                              tooltip="Conditioning for the inversion (what the picture shows now). Not connected: zeroed "
+                              "(unconditional)."),
+    ]
+
+
+class DiffEditEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=node_id("DiffEditEdit"),
+            display_name="DiffEdit Edit",
+            category=CAT,
+            description="DiffEdit's edit: invert the picture deterministically to the encode ratio with the reference, "
+                        "then decode with the query, keeping everything outside the mask on the inverted path. "
+                        "Outside the mask the latent comes back unchanged.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model."),
+                io.Conditioning.Input("query", tooltip="What the masked region should show."),
+                io.Latent.Input("latent", tooltip="The latent of the picture to edit."),
+                *_edit_common_inputs()[:1],
+                io.Int.Input("steps", default=50, min=1, max=10000,
+                             tooltip="Steps of the full schedule (KSampler semantics: the edit runs the last ratio of them)."),
+                io.Float.Input("encode_ratio", default=0.8, min=0.01, max=1.0, step=0.01,
+                               tooltip="How far to invert, like KSampler's denoise (diffusers' inpaint_strength: 0.8)."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, tooltip="Guidance for the decode."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
+                               tooltip="Noise schedule (the steps are deterministic DDIM steps)."),
+                *_edit_common_inputs()[1:],
+                io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt for the decode. Not connected: zeroed."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The edited latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
+                negative=None) -> io.NodeOutput:
+        node = "DiffEdit Edit"
+        image_latent(latent, node)
+        query = check_conditioning(query, node, "query")
+        reference = check_conditioning(reference, node, "reference", optional=True)
+        negative = check_conditioning(negative, node, "negative", optional=True)
+        maps = maps_core.apply_polarity(maps_core.as_maps(mask, node, "mask"), invert)
+        out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine, node)
+        return io.NodeOutput(out)
+
+
+class DiffEditSamplerNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=node_id("DiffEditSampler"),
+            display_name="DiffEdit Sampler",
+            category=CAT,
+            description="DiffEdit as a SAMPLER for SamplerCustomAdvanced: inverts the input latent along the given sigmas "
+                        "(use DisableNoise, and a scheduler with denoise = encode ratio), then decodes with the guider, "
+                        "keeping the unmasked region on the inverted path.",
+            inputs=_edit_common_inputs(),
+            outputs=[io.Sampler.Output(tooltip="Connect to SamplerCustomAdvanced's sampler input.")],
+        )
+
+    @classmethod
+    def execute(cls, mask, refine, invert, reference=None) -> io.NodeOutput:
+        node = "DiffEdit Sampler"
+        reference = check_conditioning(reference, node, "reference", optional=True)
+        maps = maps_core.apply_polarity(maps_core.as_maps(mask, node, "mask"), invert)
+        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node))
+
+
+NODES = [DiffEditMask, DiffEditEdit, DiffEditSamplerNode]

@@ -1,0 +1,53 @@
+"""UI payloads for the frontend extension (``js/``): maps shown over pictures inside the node.
+
+Nodes return ``io.NodeOutput(..., ui=overlay_ui(...))``. The payload key ``dde_overlay`` is read
+by ``js/differential_edit.js`` in ``onExecuted``; each entry names PNG files saved in ComfyUI's
+temp folder (served by ``/view``), never raw data or HTML:
+
+    {"dde_overlay": [{"map": {"filename", "subfolder", "type"}, "base": {...} | None,
+                      "label": str, "kind": "map" | "mask" | "heat" | "grid" | "schedule"}]}
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import torch
+from PIL import Image
+
+import folder_paths
+
+KEY = "dde_overlay"
+MAX_PREVIEWS = 8
+
+
+def _save(array: np.ndarray) -> dict:
+    folder = folder_paths.get_temp_directory()
+    os.makedirs(folder, exist_ok=True)
+    name = f"dde_{uuid.uuid4().hex[:16]}.png"
+    Image.fromarray(array).save(os.path.join(folder, name), compress_level=1)
+    return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.detach().float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay_ui(maps: torch.Tensor, base: torch.Tensor | None = None, label: str = "", kind: str = "map") -> dict:
+    """Save up to 8 maps ``(B,H,W)`` (and matching pictures ``(B,H,W,3)``) for the node overlay."""
+    entries = []
+    for i in range(min(int(maps.shape[0]), MAX_PREVIEWS)):
+        entry = {"map": _save(_to_uint8(maps[i])), "base": None, "label": label, "kind": kind}
+        if base is not None:
+            entry["base"] = _save(_to_uint8(base[min(i, base.shape[0] - 1), ..., :3]))
+        entries.append(entry)
+    return {KEY: entries}
+
+
+def images_ui(images: torch.Tensor, label: str = "", kind: str = "grid") -> dict:
+    """Save up to 8 pictures ``(B,H,W,3)`` for the node (fan grids, schedule previews)."""
+    entries = [{"map": _save(_to_uint8(images[i, ..., :3])), "base": None, "label": label, "kind": kind}
+               for i in range(min(int(images.shape[0]), MAX_PREVIEWS))]
+    return {KEY: entries}

@@ -1,0 +1,140 @@
+"""Seeing what a change map will do: the Strength Fan and the schedule preview."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+import comfy.samplers
+
+from . import preview, sampling
+from .core import maps as maps_core
+from .core import visual
+from .core.errors import NodeInputError, describe
+from .core.schedule import MODES, free_steps
+from .ids import CATEGORY, node_id
+from .sampler_nodes import MAX_SEED
+
+CAT = CATEGORY + "/visualise"
+SCALE = 8
+
+
+def _sampling_inputs() -> list:
+    return [
+        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps, as in the sampler you will use."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampling algorithm."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The noise schedule."),
+    ]
+
+
+def _one_latent(latent, node: str) -> torch.Tensor:
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[0] != 1:
+        raise NodeInputError(node, "latent_image", "a LATENT of one image (batch 1)", describe(samples))
+    return samples
+
+
+class StrengthFan(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=node_id("StrengthFan"),
+            display_name="Strength Fan",
+            category=CAT,
+            description="The paper's Strength Fan: one picture edited at k uniform strengths in one batched run (every "
+                        "panel shares the same noise), decoded and laid out as a labelled grid or as one fan-shaped "
+                        "picture sweeping from the first strength to the last.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model used for denoising."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                             tooltip="Noise seed, shared by every panel."),
+                *_sampling_inputs(),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Guidance scale."),
+                io.Conditioning.Input("positive", tooltip="What the edit should show."),
+                io.Conditioning.Input("negative", tooltip="What it should not show."),
+                io.Latent.Input("latent_image", tooltip="The latent of the one picture to edit."),
+                io.Vae.Input("vae", tooltip="Decodes the panels."),
+                io.String.Input("strengths", default="0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1",
+                                tooltip="The strengths to show, 0..1, separated by commas (up to 64)."),
+                io.Combo.Input("mode", options=list(MODES), default="step",
+                               tooltip="How a strength becomes a start step (see Differential KSampler)."),
+                io.Combo.Input("layout", options=["grid", "fan"], default="grid",
+                               tooltip="grid: labelled panels. fan: one picture, each angular sector from one strength."),
+                io.Int.Input("columns", default=0, min=0, max=64, tooltip="grid columns (0: about square)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="fan", tooltip="The labelled grid or fan picture."),
+                io.Image.Output(display_name="panels", tooltip="One decoded picture per strength."),
+                io.Latent.Output(display_name="latents", tooltip="One latent per strength."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, sampler_name, scheduler, cfg, positive, negative, latent_image, vae, strengths,
+                mode, layout, columns) -> io.NodeOutput:
+        node = "Strength Fan"
+        values = visual.parse_strengths(strengths, node)
+        samples = _one_latent(latent_image, node)
+        k = len(values)
+        batch = {"samples": samples.repeat(k, 1, 1, 1), "batch_index": [0] * k}   # one noise for every panel
+        maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
+        spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
+        out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, batch, spec)
+        out.pop("batch_index", None)
+        panels = vae.decode(out["samples"])[..., :3].float().cpu()
+        labels = [f"{v:g}" for v in values]
+        picture = visual.fan(panels, labels) if layout == "fan" else visual.grid(panels, labels, columns)
+        return io.NodeOutput(picture, panels, out, ui=preview.images_ui(picture, label=node, kind="grid"))
+
+
+class SchedulePreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=node_id("SchedulePreview"),
+            display_name="Change Map Schedule Preview",
+            category=CAT,
+            description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "
+                        "the step at which every latent cell starts to change and its effective strength (free steps / "
+                        "steps), at latent resolution so the 8-pixel grid shows.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model you will sample with (its noise schedule matters)."),
+                io.Mask.Input("change_map", tooltip="The change map (white = change)."),
+                *_sampling_inputs(),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="KSampler's denoise."),
+                io.Combo.Input("mode", options=list(MODES), default="step", tooltip="The sampler's threshold mode."),
+                io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
+                io.Latent.Input("latent_image", optional=True,
+                                tooltip="The latent you will sample (sets the grid). Not connected: map size / 8."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="preview", tooltip="Start steps (yellow = first, purple = last, black = "
+                                "never) and effective strength, one square per latent cell."),
+                io.Mask.Output(display_name="effective_strength", tooltip="Free steps / steps per latent cell (latent size)."),
+                io.Mask.Output(display_name="start_step", tooltip="Start step / steps per latent cell (1 = never changes)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, change_map, steps, sampler_name, scheduler, denoise, mode, invert,
+                latent_image=None) -> io.NodeOutput:
+        node = "Change Map Schedule Preview"
+        maps = maps_core.apply_polarity(maps_core.as_maps(change_map, node, "change_map"), invert)
+        if latent_image is not None:
+            shape = tuple(latent_image["samples"].shape)
+        else:
+            shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
+        if len(shape) != 4:
+            raise NodeInputError(node, "latent_image", "an image latent (4-D)", f"shape {shape}")
+        spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node)
+        run = sampling.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
+        start = run.start[:, 0]
+        n = run.n_steps
+        effective = free_steps(start, n) / max(n, 1)
+        start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
+        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(start.shape[0])])
+        return io.NodeOutput(picture, effective.contiguous(), start_frac.contiguous(),
+                             ui=preview.images_ui(picture, label=node, kind="schedule"))
+
+
+NODES = [StrengthFan, SchedulePreview]

@@ -1,0 +1,45 @@
+"""Probes shared by the sampler tests: level maps, a recording mask function, Spearman's rho."""
+
+import torch
+
+LEVELS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def level_map(h=32, w=32, scale=8):
+    """Column c of the latent grid has value LEVELS[c % 11]; upscaled so area averaging is exact."""
+    cols = torch.tensor([LEVELS[c % 11] for c in range(w)], dtype=torch.float32)
+    lat = cols.view(1, 1, w).expand(1, h, w)
+    return lat.repeat_interleave(scale, 1).repeat_interleave(scale, 2).contiguous()
+
+
+def columns(level):
+    return [c for c in range(32) if LEVELS[c % 11] == level]
+
+
+def spearman(x, y):
+    def ranks(v):
+        v = torch.as_tensor(v, dtype=torch.float64)
+        order = torch.argsort(v)
+        r = torch.empty_like(v)
+        r[order] = torch.arange(len(v), dtype=torch.float64)
+        for val in torch.unique(v):  # average ranks for ties
+            idx = v == val
+            r[idx] = r[idx].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx * ry).sum() / torch.sqrt((rx * rx).sum() * (ry * ry).sum()))
+
+
+def recording(model):
+    """A clone with a denoise-mask function installed first that records every step mask it is given."""
+    rec = []
+    m = model.clone()
+
+    def record(sigma, mask, extra_options):
+        rec.append((sigma.detach().clone(), mask.detach().clone()))
+        return mask
+
+    m.set_model_denoise_mask_function(record)
+    return m, rec

@@ -1,0 +1,216 @@
+"""DiffEdit on real ComfyUI sampling, checked against the analytic world's ground truth."""
+
+import math
+
+import pytest
+import torch
+
+SCENES = range(4)
+
+
+def gt_mask(world, scene, scale=8):
+    return world.scenes[scene].region.float().repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+
+
+@pytest.fixture(scope="module")
+def mask_node(comfy):
+    node = comfy.node("DDE_DiffEditMask")
+
+    def run(model, query, latent, reference=None, strength=0.5, n=10, seed=0, cfg=1.0, method="rescale", threshold=0.5,
+            ratio=3.0, percentile=0.8, smooth=0.0, grow=0, batch_size=0, negative=None, image=None):
+        return node.execute(model, query, {"samples": latent}, strength, n, seed, cfg, method, threshold, ratio, percentile,
+                            smooth, grow, batch_size, reference, negative, image)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def core(comfy):
+    return comfy.module("nodes.core.diffedit")
+
+
+@pytest.mark.parametrize("family", ["eps", "v", "flow"])
+def test_mask_iou_with_the_ground_truth_region_for_every_scene(cw, world, mask_node, core, family):
+    model = cw.make_model(world, family)
+    for s in SCENES:
+        heat, mask, shown = mask_node(model, cw.conditioning(world, world.query_id(s)), world.latent(s),
+                                      cw.conditioning(world, world.reference_id(s)))
+        assert heat.shape == mask.shape == (1, 256, 256) and shown.shape == (1, 256, 256, 3)
+        assert float(heat.min()) == 0.0 and float(heat.max()) == 1.0
+        assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+        score = core.iou(mask[0], gt_mask(world, s))
+        print(f"{family} scene {s} ({world.scenes[s].name}): IoU {score:.3f}")
+        assert score >= 0.9
+
+
+@pytest.mark.parametrize("batch_size,cfg", [(1, 1.0), (2, 1.0), (4, 1.0), (6, 1.0), (20, 1.0), (3, 2.0), (6, 2.0)])
+def test_model_calls_are_ceil_of_evaluations_over_batch(cw, world, mask_node, batch_size, cfg):
+    model = cw.make_model(world, "eps")
+    net = cw.net_of(model)
+    n = 10
+    mask_node(model, cw.conditioning(world, world.query_id(0)), world.latent(0), cw.conditioning(world, world.reference_id(0)),
+              n=n, batch_size=batch_size, cfg=cfg)
+    per_draw = 2 if cfg == 1.0 else 3
+    assert len(net.calls) == math.ceil(per_draw * n / batch_size)
+    assert sum(net.calls) == per_draw * n
+    assert max(net.calls) <= batch_size
+
+
+def test_auto_batch_uses_one_call_when_memory_allows(cw, world, mask_node):
+    model = cw.make_model(world, "flow")
+    mask_node(model, cw.conditioning(world, world.query_id(1)), world.latent(1), n=10)
+    assert cw.net_of(model).calls == [20]
+
+
+def test_same_seed_same_mask_different_seed_different_draws(cw, world, mask_node):
+    model = cw.make_model(world, "eps")
+    args = (model, cw.conditioning(world, world.query_id(2)), world.latent(2), cw.conditioning(world, world.reference_id(2)))
+    a = mask_node(*args, seed=1, n=3)
+    b = mask_node(*args, seed=1, n=3)
+    c = mask_node(*args, seed=2, n=3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_batched_latents_give_per_image_masks(cw, world, mask_node, core):
+    model = cw.make_model(world, "eps")
+    latent = torch.cat([world.latent(0), world.latent(3)])
+    query = [[torch.cat([world.context(world.query_id(0)), world.context(world.query_id(3))]), {}]]
+    reference = [[torch.cat([world.context(world.reference_id(0)), world.context(world.reference_id(3))]), {}]]
+    heat, mask, _ = mask_node(model, query, latent, reference)
+    assert mask.shape == (2, 256, 256)
+    assert core.iou(mask[0], gt_mask(world, 0)) >= 0.9
+    assert core.iou(mask[1], gt_mask(world, 3)) >= 0.9
+
+
+def test_threshold_methods_and_options(cw, world, mask_node, core):
+    model = cw.make_model(world, "eps")
+    args = (model, cw.conditioning(world, world.query_id(0)), world.latent(0), cw.conditioning(world, world.reference_id(0)))
+    gt = gt_mask(world, 0)
+    for method in ("clamp", "otsu"):
+        assert core.iou(mask_node(*args, method=method)[1][0], gt) >= 0.85, method
+    top10 = mask_node(*args, method="percentile", percentile=0.9)[1].mean().item()
+    top30 = mask_node(*args, method="percentile", percentile=0.7)[1].mean().item()
+    assert 0.1 <= top10 < top30 and top30 >= 0.3    # at least the asked share (ties at the cut are kept)
+    base = mask_node(*args)[1]
+    grown = mask_node(*args, grow=4)[1]
+    shrunk = mask_node(*args, grow=-4)[1]
+    assert grown.sum() > base.sum() > shrunk.sum()
+    assert torch.equal(grown * base, base) and torch.equal(shrunk * base, shrunk)
+    image = world.decode(world.latent(0))[:, :128, :128]   # a picture of another size sets the output size
+    heat, mask, shown = mask_node(*args, smooth=3.0, image=image)
+    assert heat.shape == (1, 128, 128) and shown.shape == (1, 128, 128, 3)
+
+
+def test_bad_input_names_the_node_and_input(comfy, cw, world, mask_node):
+    model = cw.make_model(world, "eps")
+    q = cw.conditioning(world, world.query_id(0))
+    with pytest.raises(ValueError, match="DiffEdit Mask: input 'n'"):
+        mask_node(model, q, world.latent(0), n=0)
+    with pytest.raises(ValueError, match="DiffEdit Mask: input 'strength'"):
+        mask_node(model, q, world.latent(0), strength=0.0)
+    with pytest.raises(ValueError, match="DiffEdit Mask: input 'latent'"):
+        mask_node(model, q, torch.zeros(1, 4, 2, 32, 32))
+
+
+# -- the edit ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def edit_node(comfy):
+    node = comfy.node("DDE_DiffEditEdit")
+
+    def run(model, query, latent, mask, steps=20, ratio=0.8, cfg=1.0, scheduler="normal", refine=2, invert=False,
+            reference=None, negative=None):
+        return node.execute(model, query, {"samples": latent}, mask, steps, ratio, cfg, scheduler, refine, invert, reference,
+                            negative)[0]["samples"]
+
+    return run
+
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+def test_edit_keeps_outside_exactly_and_moves_inside_to_the_query(cw, world, edit_node, family):
+    model = cw.make_model(world, family)
+    for s in (0, 2):
+        src = world.latent(s)
+        region = world.scenes[s].region
+        out = edit_node(model, cw.conditioning(world, world.query_id(s)), src, gt_mask(world, s).unsqueeze(0),
+                        cfg=3.0, reference=cw.conditioning(world, world.reference_id(s)))
+        assert torch.equal(out[..., ~region], src[..., ~region])
+        target = world.latent(s, "query")
+        inside = (out[..., region] - target[..., region]).abs().mean().item()
+        before = (src[..., region] - target[..., region]).abs().mean().item()
+        print(f"{family} scene {s}: mean |edit - query| inside {inside:.4f} (input was {before:.4f})")
+        assert inside < 0.1 * before
+
+
+@pytest.mark.parametrize("family,role,refine,tol", [
+    ("eps", "reference", 3, 1e-4),
+    ("flow", "graded", 3, 1e-3),
+    ("flow", "reference", 8, 2e-2),   # a sharp (tau 0.05) mixture: noise->data contracts ~20x, inversion amplifies
+])
+def test_inversion_then_decode_with_the_same_conditioning_reconstructs(cw, world, edit_node, family, role, refine, tol):
+    model = cw.make_model(world, family)
+    src = world.latent(0)
+    cond = cw.conditioning(world, world.role_id(0, role))
+    out = edit_node(model, cond, src, torch.ones(1, 256, 256), ratio=1.0, refine=refine, reference=cond)
+    err = (out - src).abs().max().item()
+    print(f"{family}/{role} refine {refine}: max reconstruction error {err:.2e}")
+    assert err <= tol
+
+
+def test_decode_puts_back_the_inverted_latent_of_exactly_the_current_level(comfy, cw, world):
+    import comfy.sample as csample
+    import comfy.samplers as cs
+
+    de = comfy.module("nodes.diffedit")
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    mask = gt_mask(world, 0).unsqueeze(0)
+    ref = cw.conditioning(world, world.reference_id(0))
+    sampler = de.DiffEditSampler(mask, ref, refine=1)
+    sigmas = cs.KSampler(model, 10, "cpu", "euler", "normal", 0.7).sigmas
+    seen = []
+    csample.sample_custom(model, torch.zeros_like(src), 2.0, sampler, sigmas, cw.conditioning(world, world.query_id(0)),
+                          de.zero_out(ref), src, callback=lambda i, d, x, total: seen.append((i, x.clone())), seed=0)
+    steps = len(sigmas) - 1
+    outside = ~world.scenes[0].region
+    decode = [(i - steps, x) for i, x in seen if i >= steps]
+    assert len(decode) == steps
+    distinct = 0
+    for j, x in decode:
+        assert torch.equal(x[..., outside], sampler.inverted[j + 1][..., outside])     # level j+1 after step j: no lag
+        if j + 2 <= steps and not torch.equal(sampler.inverted[j + 1], sampler.inverted[j + 2]):
+            distinct += 1
+            assert not torch.equal(x[..., outside], sampler.inverted[j + 2][..., outside])
+    assert distinct >= steps // 2
+
+
+def test_sampler_object_in_sampler_custom_advanced_matches_the_edit_node(comfy, cw, world, edit_node):
+    nodes = comfy.nodes.NODE_CLASS_MAPPINGS
+    model = cw.make_model(world, "flow")
+    src = world.latent(2)
+    mask = gt_mask(world, 2).unsqueeze(0)
+    q, r = cw.conditioning(world, world.query_id(2)), cw.conditioning(world, world.reference_id(2))
+    neg = comfy.module("nodes.diffedit").zero_out(q)
+    sampler = comfy.node("DDE_DiffEditSampler").execute(mask, 2, False, r)[0]
+    guider = nodes["CFGGuider"].execute(model, q, neg, 3.0)[0]
+    sigmas = nodes["BasicScheduler"].execute(model, "normal", 20, 0.8)[0]
+    noise = nodes["DisableNoise"].execute()[0]
+    out = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": src})[0]["samples"]
+    ref = edit_node(model, q, src, mask, cfg=3.0, reference=r)
+    region = world.scenes[2].region
+    assert (out - ref).abs().max().item() <= 1e-5
+    assert (out[..., region] - world.latent(2, "query")[..., region]).abs().mean() < 0.03
+
+
+def test_interrupt_stops_mask_estimation(comfy, cw, world, mask_node):
+    import comfy.model_management as mm
+
+    model = cw.make_model(world, "eps")
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            mask_node(model, cw.conditioning(world, world.query_id(0)), world.latent(0), n=4, batch_size=2)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert cw.net_of(model).calls == []

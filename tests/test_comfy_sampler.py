@@ -1,0 +1,335 @@
+"""Differential KSampler, Advanced split, model patch: exact behaviour on real ComfyUI sampling.
+
+The analytic world gives the right answers (eps, v and rectified-flow families); the tiny
+random UNet checks every sampler x scheduler runs.
+"""
+
+import math
+
+import pytest
+import torch
+
+from dde_world.probes import LEVELS, columns, level_map, recording, spearman
+
+
+@pytest.fixture(scope="module")
+def dk(comfy):
+    node = comfy.node("DDE_DifferentialKSampler")
+
+    def run(model, latent, cmap, pos, neg, mode="step", steps=12, sampler="euler", scheduler="normal", seed=0, cfg=1.0,
+            denoise=1.0, invert=False, strength=1.0, softness=0.0, full=False):
+        latent = latent if isinstance(latent, dict) else {"samples": latent}
+        out = node.execute(model, seed, steps, cfg, sampler, scheduler, pos, neg, latent, denoise, cmap, mode, invert,
+                           strength, softness)[0]
+        return out if full else out["samples"]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def conds(cw, world):
+    return {
+        "graded": cw.conditioning(world, world.graded_id(0)),
+        "sharp": cw.conditioning(world, world.sharp_id(0)),
+        "query": cw.conditioning(world, world.query_id(0)),
+        "uncond": cw.conditioning(world, None),
+    }
+
+
+# -- denoise mode starts exactly where KSampler(denoise=g) starts --------------------------------
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
+@pytest.mark.parametrize("scheduler", ["normal", "karras", "simple"])
+def test_denoise_mode_starts_at_ksamplers_first_level(comfy, cw, world, dk, conds, family, sampler, scheduler):
+    import comfy.samplers as cs
+
+    steps = 10
+    model, rec = recording(cw.make_model(world, family))
+    dk(model, world.latent(0), level_map(), conds["graded"], conds["uncond"], mode="denoise", steps=steps,
+       sampler=sampler, scheduler=scheduler)
+    sig = cs.KSampler(model, steps, "cpu", sampler, scheduler, 1.0).sigmas
+    assert rec, "the recording mask function was never called"
+    for level in LEVELS:
+        g = float(torch.tensor(level, dtype=torch.float32))
+        if g == 0:
+            expected = None
+        else:
+            first_level = float(cs.KSampler(model, steps, "cpu", sampler, scheduler, g).sigmas[0])
+            expected = next((i for i in range(len(sig) - 1) if float(sig[i]) <= first_level * (1 + 1e-5)), None)
+        col = columns(level)[0]
+        started = None
+        for sigma, mask in rec:
+            i = int((sig[:-1] >= float(sigma[0]) * (1 - 1e-5)).sum()) - 1
+            value = float(mask[0, 0, 0, col])
+            assert value in (0.0, 1.0)
+            if value == 1.0 and started is None:
+                started = i
+            if started is not None:
+                assert value == 1.0, "a freed pixel must stay free"
+        assert started == expected, f"g={level}: started at {started}, KSampler(denoise=g) starts at step {expected}"
+
+
+def test_uniform_map_g_comes_close_to_ksampler_denoise_g(comfy, cw, world, dk, conds):
+    """Figures for the README: uniform map g (denoise mode) vs KSampler(denoise=g), same seed."""
+    import nodes
+
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    rows = []
+    for g in (0.3, 0.5, 0.7, 1.0):
+        ours = dk(model, src, torch.full((1, 256, 256), g), conds["graded"], conds["uncond"], mode="denoise", steps=20)
+        (ref,) = nodes.KSampler().sample(model, 0, 20, 1.0, "euler", "normal", conds["graded"], conds["uncond"],
+                                         {"samples": src}, denoise=g)
+        ref = ref["samples"]
+        change_ours, change_ref = (ours - src).abs().mean().item(), (ref - src).abs().mean().item()
+        rows.append((g, change_ours, change_ref, (ours - ref).abs().mean().item()))
+    print("\nuniform map g vs KSampler denoise g (analytic world, eps, euler/normal, 20 steps):")
+    for g, a, b, d in rows:
+        print(f"  g={g:.1f}  mean change ours {a:.4f}  KSampler {b:.4f}  mean |ours-KSampler| {d:.4f}")
+    assert rows[-1][3] == 0.0  # g = 1 is exactly KSampler
+    for g, a, b, d in rows:
+        assert abs(a - b) <= 0.15 * b + 1e-3, f"g={g}: change {a:.4f} vs KSampler {b:.4f}"
+
+
+# -- exactness at 0 and 1 -------------------------------------------------------------------------
+
+SAMPLERS = ["euler", "euler_ancestral", "heun", "dpm_2", "dpmpp_2m", "dpmpp_sde", "dpmpp_2m_sde", "uni_pc", "ddim", "lcm"]
+
+
+@pytest.mark.parametrize("family", ["eps", "v", "flow"])
+@pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])
+def test_map_zero_is_bit_exact_and_map_one_is_ksampler(comfy, cw, world, dk, conds, family, mode):
+    import nodes
+
+    model = cw.make_model(world, family)
+    src = world.latent(0)
+    for sampler in SAMPLERS:
+        zero = dk(model, src, torch.zeros(1, 256, 256), conds["graded"], conds["uncond"], mode=mode, sampler=sampler,
+                  scheduler="karras", steps=8, seed=5)
+        assert torch.equal(zero, src), f"{sampler}: map 0 changed the latent"
+        one = dk(model, src, torch.ones(1, 256, 256), conds["graded"], conds["uncond"], mode=mode, sampler=sampler,
+                 scheduler="karras", steps=8, seed=5, cfg=2.0)
+        (ref,) = nodes.KSampler().sample(model, 5, 8, 2.0, sampler, "karras", conds["graded"], conds["uncond"], {"samples": src})
+        assert torch.equal(one, ref["samples"]), f"{sampler}: map 1 differs from KSampler"
+
+
+def test_half_map_keeps_the_zero_half_bit_exact_and_changes_the_other(comfy, cw, world, dk, conds):
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    cmap = torch.zeros(1, 256, 256)
+    cmap[:, :, 128:] = 1.0
+    out = dk(model, src, cmap, conds["sharp"], conds["uncond"], steps=10)
+    assert torch.equal(out[..., :16], src[..., :16])
+    target = world.latent(0, "sharp")
+    assert (out[..., 16:] - target[..., 16:]).abs().max() < 1e-3   # the sharp condition's target
+
+
+# -- split sampling --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+@pytest.mark.parametrize("sampler,mode", [("euler", "step"), ("heun", "denoise"), ("euler", "timestep")])
+def test_split_advanced_equals_one_pass(comfy, cw, world, conds, family, sampler, mode):
+    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
+    model = cw.make_model(world, family)
+    latent = {"samples": world.latent(0)}
+    cmap = level_map()
+
+    def run(lat, add_noise, start, end, leftover):
+        return adv.execute(model, add_noise, 7, 12, 1.0, sampler, "normal", conds["graded"], conds["uncond"], lat, start, end,
+                           leftover, cmap, mode, False, 1.0, 0.0)[0]
+
+    one = run(latent, "enable", 0, 10000, "disable")
+    first = run(latent, "enable", 0, 5, "enable")
+    assert "dde_carry" in first
+    second = run(first, "disable", 5, 10000, "disable")
+    assert "dde_carry" not in second
+    assert (second["samples"] - one["samples"]).abs().max().item() <= 1e-5
+    changed = (one["samples"] - latent["samples"]).abs().amax(dim=(0, 1, 2))
+    assert changed.max() > 0.05   # the edit did something
+
+
+def test_start_at_or_after_end_returns_the_input(comfy, cw, world, conds):
+    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
+    model = cw.make_model(world, "eps")
+    latent = {"samples": world.latent(0)}
+    out = adv.execute(model, "enable", 0, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], latent, 6, 6, "disable",
+                      level_map(), "step", False, 1.0, 0.0)[0]
+    assert torch.equal(out["samples"], latent["samples"])
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+def test_batch_of_three_maps_equals_three_separate_runs(comfy, cw, world, dk, conds):
+    model = cw.make_model(world, "eps")
+    src = world.latent(0).repeat(3, 1, 1, 1)
+    maps = torch.stack([level_map()[0], 1.0 - level_map()[0], torch.full((256, 256), 0.5)])
+    batch = dk(model, src, maps, conds["graded"], conds["uncond"], sampler="dpmpp_2m", seed=11)
+    for i in range(3):
+        single = dk(model, {"samples": src[i:i + 1], "batch_index": [i]}, maps[i:i + 1], conds["graded"], conds["uncond"],
+                    sampler="dpmpp_2m", seed=11)
+        assert (batch[i:i + 1] - single).abs().max().item() <= 1e-6
+    assert (batch[0] - batch[1]).abs().max() > 0.05
+
+
+# -- monotone adherence ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+@pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])
+def test_realized_change_grows_with_the_map_value(comfy, cw, world, dk, conds, family, mode):
+    model = cw.make_model(world, family)
+    src = world.latent(0)
+    out = dk(model, src, level_map(), conds["graded"], conds["uncond"], mode=mode, steps=20, seed=3)
+    change = (out - src).abs().mean(dim=(0, 1, 2))
+    per_level = [float(change[columns(level)].mean()) for level in LEVELS]
+    rho = spearman(LEVELS, per_level)
+    print(f"\n{family}/{mode}: change per level {[round(v, 3) for v in per_level]}  spearman {rho:.3f}")
+    assert per_level[0] == 0.0
+    assert rho >= 0.95
+
+
+# -- the MODEL patch ---------------------------------------------------------------------------------
+
+def test_patch_with_stock_samplers_equals_the_differential_ksampler(comfy, cw, world, dk, conds):
+    import comfy.sample as csample
+    import comfy.samplers as cs
+    import nodes
+
+    apply = comfy.node("DDE_ApplyChangeMap")
+    model = cw.make_model(world, "flow")
+    src = world.latent(0)
+    cmap = level_map()
+    ours = dk(model, src, cmap, conds["graded"], conds["uncond"], steps=9, sampler="dpmpp_2m", scheduler="simple", seed=4)
+    patched = apply.execute(model, cmap, "step", False, 1.0, 0.0, "normal")[0]
+    assert patched is not model and model.model_options.get("denoise_mask_function") is None
+    (stock,) = nodes.KSampler().sample(patched, 4, 9, 1.0, "dpmpp_2m", "simple", conds["graded"], conds["uncond"], {"samples": src})
+    assert torch.equal(stock["samples"], ours)
+    sigmas = cs.KSampler(model, 9, "cpu", "dpmpp_2m", "simple", 1.0).sigmas
+    custom = csample.sample_custom(patched, csample.prepare_noise(src, 4), 1.0, cs.sampler_object("dpmpp_2m"),
+                                        sigmas, conds["graded"], conds["uncond"], src, seed=4)
+    assert torch.equal(custom, ours)
+
+
+def test_patch_chains_an_existing_mask_function_and_both_act(comfy, cw, world, conds):
+    import nodes
+
+    model = cw.make_model(world, "eps")
+    first = model.clone()
+
+    def keep_left_half(sigma, mask, extra_options):
+        out = mask.clone()
+        out[..., :16] = 0.0
+        return out
+
+    first.set_model_denoise_mask_function(keep_left_half)
+    patched = comfy.node("DDE_ApplyChangeMap").execute(first, level_map(), "step", False, 1.0, 0.0, "normal")[0]
+    assert first.model_options["denoise_mask_function"] is keep_left_half   # the input is untouched
+    src = world.latent(0)
+    (out,) = nodes.KSampler().sample(patched, 1, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"], {"samples": src})
+    out = out["samples"]
+    assert (out[..., :16] - src[..., :16]).abs().max() < 1e-4          # the first function kept the left half
+    change = (out - src).abs().mean(dim=(0, 1, 2))
+    right = [c for c in range(16, 32)]
+    zero_cols = [c for c in right if LEVELS[c % 11] == 0.0]
+    one_cols = [c for c in right if LEVELS[c % 11] == 1.0]
+    assert change[zero_cols].max() == 0.0 and change[one_cols].min() > 0.05   # and our map acted on the right
+
+
+def test_builtin_differential_diffusion_frees_strength_zero_but_we_do_not(comfy, cw, world, dk, conds):
+    """The fault we must not copy: the built-in node changes map-0 pixels at the last step."""
+    import nodes
+
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    zero = torch.zeros(1, 256, 256)
+    (dd_model,) = nodes.NODE_CLASS_MAPPINGS["DifferentialDiffusion"].execute(model)
+    (masked,) = nodes.SetLatentNoiseMask().set_mask({"samples": src}, zero)
+    (builtin,) = nodes.KSampler().sample(dd_model, 0, 10, 1.0, "euler", "karras", conds["sharp"], conds["uncond"], masked)
+    assert (builtin["samples"] - src).abs().max() > 0.1
+    ours = dk(model, src, zero, conds["sharp"], conds["uncond"], scheduler="karras", steps=10, mode="timestep")
+    assert torch.equal(ours, src)
+
+
+def test_inpaint_concat_mask_follows_the_threshold(comfy, cw, world, dk, conds):
+    model = cw.make_model(world, "eps")
+    model.model.set_inpaint()
+    model, rec = recording(model)
+    net = cw.net_of(model)
+    net.concats.clear()
+    dk(model, world.latent(0), level_map(), conds["graded"], conds["uncond"], steps=10)
+    assert len(net.concats) == len(rec) > 0
+    for (sigma, mask), concat in zip(rec, net.concats):
+        assert concat.shape[1] == 5   # mask + masked image
+        assert torch.equal(concat[0, 0], mask[0, 0].round())   # the mask channel is this step's mask
+    first_steps = torch.stack([c[0, 0].sum() for c in net.concats])
+    assert first_steps[0] < first_steps[-1]   # it grows as pixels are freed (ComfyUI's own would stay static)
+
+
+def test_step_mask_never_reads_a_value_back_to_the_host(pack):
+    """The per-step work is tensor ops on the sampling device: no .item()/scalar read (a GPU sync)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from dde_pack.nodes.core import schedule
+
+    g = torch.rand(2, 1, 16, 16)
+    run = schedule.DifferentialRun(start=schedule.start_steps_step(g, 10), strength_map=g,
+                                   sigmas=torch.linspace(10, 0, 11), n_steps=10, softness=0.2, strength=0.8)
+    ops = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        mask = run.mask(torch.tensor([5.0, 5.0]), torch.float16)
+    assert mask.dtype == torch.float16 and mask.shape == (2, 1, 16, 16)
+    assert ops and not [op for op in ops if "_local_scalar_dense" in op or op.endswith(".item")]
+
+
+# -- every sampler x scheduler on the tiny random UNet -------------------------------------------------
+
+def test_every_sampler_and_scheduler_runs_on_the_tiny_unet(comfy, tiny_models, dk):
+    import comfy.samplers as cs
+    import nodes
+
+    (model,) = nodes.UNETLoader().load_unet(tiny_models["unet"], "default")
+    torch.manual_seed(0)
+    cond = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
+    src = torch.randn(1, 4, 8, 8)
+    cmap = torch.zeros(1, 64, 64)
+    cmap[:, :, 32:] = 1.0
+    cmap[:, 32:, :32] = 0.5
+    failures = []
+    for sampler in cs.KSampler.SAMPLERS:
+        for scheduler in cs.KSampler.SCHEDULERS:
+            try:
+                out = dk(model, src, cmap, cond, cond, sampler=sampler, scheduler=scheduler, steps=3, cfg=3.0, seed=1)
+            except Exception as e:  # report all at once
+                failures.append(f"{sampler}/{scheduler}: {type(e).__name__}: {e}")
+                continue
+            if not torch.isfinite(out).all():
+                failures.append(f"{sampler}/{scheduler}: non-finite output")
+            elif not torch.equal(out[..., :4, :4], src[..., :4, :4]):
+                failures.append(f"{sampler}/{scheduler}: map-0 pixels changed")
+            elif (out[..., 4:] - src[..., 4:]).abs().max() == 0:
+                failures.append(f"{sampler}/{scheduler}: map-1 pixels did not change")
+    assert failures == []
+
+
+# -- pixel composite ------------------------------------------------------------------------------------
+
+def test_composite_restores_original_where_map_is_zero(comfy):
+    node = comfy.node("DDE_CompositeByChangeMap")
+    orig = torch.rand(2, 64, 64, 3)
+    edit = torch.rand(2, 64, 64, 3)
+    cmap = torch.zeros(1, 8, 8)
+    cmap[:, :, 4:] = 1.0
+    cmap[:, :, 3] = 0.5
+    out = node.execute(orig, edit, cmap, "map", 0, False)[0]
+    assert torch.equal(out[:, :, :20], orig[:, :, :20])     # bilinear upsampling: zero up to the 0.5 cell's centre
+    assert not torch.equal(out[:, :, 21:24], orig[:, :, 21:24])
+    assert torch.allclose(out[:, :, 40:], edit[:, :, 40:])
+    feathered = node.execute(orig, edit, cmap, "changed", 6, False)[0]
+    assert torch.equal(feathered[:, :, :20], orig[:, :, :20])
+    assert ((feathered - orig).abs().sum(-1) > 0).float().mean() > 0.3
