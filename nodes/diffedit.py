@@ -92,13 +92,13 @@ class HeatSampler(comfy.samplers.Sampler):
         per_call, separate = core.draws_per_call(batch, per_draw, self.n)
         b = latent_image.shape[0]
         sigma = sigmas[0]
-        draws = core.draw_noise(self.seed, self.n, latent_image.shape).to(latent_image.device, latent_image.dtype)
         total = torch.zeros((b, *latent_image.shape[2:]), dtype=torch.float32, device=latent_image.device)
         pbar = comfy.utils.ProgressBar(self.n)
         for start, stop in core.chunks(self.n, per_call):
             comfy.model_management.throw_exception_if_processing_interrupted()
             k = stop - start
-            eps = draws[start:stop].reshape(k * b, *latent_image.shape[1:])
+            eps = core.draw_noise(self.seed, range(start, stop), latent_image.shape).to(latent_image.device, latent_image.dtype)
+            eps = eps.reshape(k * b, *latent_image.shape[1:])
             x = inner.model_sampling.noise_scaling(sigma, eps, latent_image.repeat(k, *([1] * (latent_image.ndim - 1))))
             s = sigma.reshape(1).expand(k * b)
             if separate:
@@ -147,12 +147,13 @@ class DiffEditSampler(comfy.samplers.Sampler):
         self.inverted: list[torch.Tensor] | None = None   # levels s_0..s_N of the last run (tests read it)
 
     def _reference_conds(self, model_wrap, noise, latent_image, seed):
-        ref = self.reference
-        if ref is None:
-            ref = zero_out(model_wrap.original_conds["positive"]) if "positive" in model_wrap.original_conds else None
-        if ref is None:
+        if self.reference is not None:
+            ref = comfy.sampler_helpers.convert_cond(self.reference)
+        elif "positive" in model_wrap.original_conds:   # already converted: zero its text embeddings
+            ref = [{**c, **{k: torch.zeros_like(c[k]) for k in ("cross_attn", "pooled_output")
+                            if isinstance(c.get(k), torch.Tensor)}} for c in model_wrap.original_conds["positive"]]
+        else:
             raise NodeInputError(self.node, "reference", "a CONDITIONING (or a guider with a positive one)", "none")
-        ref = comfy.sampler_helpers.convert_cond(ref)
         processed = comfy.samplers.process_conds(model_wrap.inner_model, noise, {"reference": ref}, latent_image.device,
                                                  latent_image, None, seed)
         return processed["reference"]

@@ -11,29 +11,13 @@ from . import diffedit, preview
 from .core import diffedit as core
 from .core import maps as maps_core
 from .core import pixels
-from .core.errors import NodeInputError, describe
+from .core.errors import NodeInputError
+from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 CAT = CATEGORY + "/diffedit"
 SCALE = 8   # picture pixels per latent cell when no picture is connected (SD, SDXL, SD3, Flux VAEs)
-
-
-def image_latent(latent, node: str, input_name: str = "latent") -> torch.Tensor:
-    samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.numel() == 0:
-        raise NodeInputError(node, input_name, "an image LATENT (batch, channels, height, width)", describe(samples))
-    if not bool(torch.isfinite(samples).all()):
-        raise NodeInputError(node, input_name, "finite latent values", "NaN or infinite values")
-    return samples
-
-
-def check_conditioning(cond, node: str, input_name: str, optional: bool = False):
-    if cond is None and optional:
-        return None
-    if not isinstance(cond, list) or len(cond) == 0 or not all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cond):
-        raise NodeInputError(node, input_name, "a CONDITIONING (for example from CLIP Text Encode)", describe(cond))
-    return cond
 
 
 class DiffEditMask(io.ComfyNode):
@@ -52,7 +36,8 @@ class DiffEditMask(io.ComfyNode):
                 io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
                                tooltip="Noise level of the draws as a fraction of the model's noise range (0.5 = the "
                                "half-way timestep, the paper's setting)."),
-                io.Int.Input("n", default=10, min=1, max=1000, tooltip="Number of noise draws averaged (paper: 10)."),
+                io.Int.Input("n", default=10, min=1, max=100000,
+                             tooltip="Number of noise draws averaged (paper: 10); evaluated in chunks, so any n fits in memory."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="Seed of the noise draws: the same seed gives the same mask."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
@@ -91,7 +76,7 @@ class DiffEditMask(io.ComfyNode):
     def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
                 smooth, grow, batch_size, reference=None, negative=None, image=None) -> io.NodeOutput:
         node = "DiffEdit Mask"
-        samples = image_latent(latent, node)
+        samples = as_latent(latent, node, "latent", dims=(4,))
         query = check_conditioning(query, node, "query")
         reference = check_conditioning(reference, node, "reference", optional=True)
         negative = check_conditioning(negative, node, "negative", optional=True)
@@ -115,7 +100,7 @@ def _edit_common_inputs() -> list:
     return [
         io.Mask.Input("mask", tooltip="Where to edit (white), e.g. from DiffEdit Mask. Any size: area-averaged to the "
                       "latent grid; grey values blend."),
-        io.Int.Input("refine", default=1, min=0, max=20,
+        io.Int.Input("refine", default=2, min=0, max=20,
                      tooltip="Fixed-point iterations per inversion step (1 extra model call each): more = decoding "
                      "reproduces the unedited picture more exactly."),
         io.Boolean.Input("invert", default=False, tooltip="On: the mask is white = keep."),
@@ -157,7 +142,7 @@ class DiffEditEdit(io.ComfyNode):
     def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
                 negative=None) -> io.NodeOutput:
         node = "DiffEdit Edit"
-        image_latent(latent, node)
+        as_latent(latent, node, "latent", dims=(4,))
         query = check_conditioning(query, node, "query")
         reference = check_conditioning(reference, node, "reference", optional=True)
         negative = check_conditioning(negative, node, "negative", optional=True)

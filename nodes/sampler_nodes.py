@@ -11,6 +11,7 @@ from . import sampling
 from .core import maps as maps_core
 from .core import pixels
 from .core.schedule import MODES
+from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -36,6 +37,12 @@ def change_map_inputs(default_mode: str = "step") -> list:
                        tooltip="0 = a pixel switches on at its start step. Above 0 it fades in over this fraction of the "
                        "steps before its start step (softer transitions between grey levels)."),
     ]
+
+
+def _check_sampling_inputs(node: str, positive, negative, latent_image):
+    check_conditioning(positive, node, "positive")
+    check_conditioning(negative, node, "negative")
+    as_latent(latent_image, node)
 
 
 def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal") -> sampling.ChangeMapSpec:
@@ -75,6 +82,7 @@ class DifferentialKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 change_map, mode, invert, strength, softness) -> io.NodeOutput:
+        _check_sampling_inputs("Differential KSampler", positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler)
         out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                            latent_image, spec, denoise=denoise)
@@ -118,6 +126,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
                 softness) -> io.NodeOutput:
+        _check_sampling_inputs("Differential KSampler (Advanced)", positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler)
         out = sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,

@@ -121,6 +121,8 @@ def plan(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str
          denoise: float = 1.0) -> schedule.DifferentialRun:
     """What a Differential KSampler run with these settings will do, computed without sampling (CPU)."""
     full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
+    if full.numel() < 2:   # denoise 0: nothing is sampled, nothing changes
+        full = torch.zeros(1)
     spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)))
     return prepare_run(spec, model, latent_shape, full, None, "cpu")
 

@@ -12,6 +12,7 @@ from .core import maps as maps_core
 from .core import visual
 from .core.errors import NodeInputError, describe
 from .core.schedule import MODES, free_steps
+from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
 from .sampler_nodes import MAX_SEED
 
@@ -28,8 +29,8 @@ def _sampling_inputs() -> list:
 
 
 def _one_latent(latent, node: str) -> torch.Tensor:
-    samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[0] != 1:
+    samples = as_latent(latent, node, dims=(4,))
+    if samples.shape[0] != 1:
         raise NodeInputError(node, "latent_image", "a LATENT of one image (batch 1)", describe(samples))
     return samples
 
@@ -75,6 +76,8 @@ class StrengthFan(io.ComfyNode):
         node = "Strength Fan"
         values = visual.parse_strengths(strengths, node)
         samples = _one_latent(latent_image, node)
+        check_conditioning(positive, node, "positive")
+        check_conditioning(negative, node, "negative")
         k = len(values)
         batch = {"samples": samples.repeat(k, 1, 1, 1), "batch_index": [0] * k}   # one noise for every panel
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
@@ -121,7 +124,7 @@ class SchedulePreview(io.ComfyNode):
         node = "Change Map Schedule Preview"
         maps = maps_core.apply_polarity(maps_core.as_maps(change_map, node, "change_map"), invert)
         if latent_image is not None:
-            shape = tuple(latent_image["samples"].shape)
+            shape = tuple(as_latent(latent_image, node).shape)
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
         if len(shape) != 4:
@@ -129,6 +132,8 @@ class SchedulePreview(io.ComfyNode):
         spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node)
         run = sampling.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
         start = run.start[:, 0]
+        if start.ndim == 4:   # video latent: show the first frame
+            start = start[:, 0]
         n = run.n_steps
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))

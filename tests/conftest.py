@@ -124,10 +124,14 @@ def tiny_models(tmp_path_factory, comfy):
 
 @pytest.fixture(scope="session")
 def server(tiny_models):
-    """A real ComfyUI server (127.0.0.1, free port) with the pack and the analytic test world."""
+    """A real ComfyUI server (127.0.0.1, free port) with the pack and the analytic test world.
+
+    ``--cache-none``: every prompt executes every node, so comparing two runs of one prompt
+    compares two real executions, not a cached result with itself.
+    """
     from dde_world.server import ComfyServer
 
-    srv = ComfyServer(COMFY, models_dir=tiny_models["dir"])
+    srv = ComfyServer(COMFY, models_dir=tiny_models["dir"], extra_args=["--cache-none"])
     try:
         srv.start()
         yield srv

@@ -214,3 +214,27 @@ def test_interrupt_stops_mask_estimation(comfy, cw, world, mask_node):
     finally:
         mm.interrupt_current_processing(False)
     assert cw.net_of(model).calls == []
+
+
+def test_mask_does_not_depend_on_batch_size(cw, world, mask_node):
+    model = cw.make_model(world, "eps")
+    args = (model, cw.conditioning(world, world.query_id(3)), world.latent(3), cw.conditioning(world, world.reference_id(3)))
+    small = mask_node(*args, n=6, batch_size=2)[0]
+    large = mask_node(*args, n=6, batch_size=12)[0]
+    assert torch.allclose(small, large, atol=1e-6)
+
+
+def test_sampler_without_reference_inverts_with_the_zeroed_query(comfy, cw, world):
+    nodes = comfy.nodes.NODE_CLASS_MAPPINGS
+    model = cw.make_model(world, "eps")
+    q = cw.conditioning(world, world.query_id(0))
+    zero = comfy.module("nodes.diffedit").zero_out(q)
+    mask = gt_mask(world, 0).unsqueeze(0)
+    sigmas = nodes["BasicScheduler"].execute(model, "normal", 10, 0.8)[0]
+    noise = nodes["DisableNoise"].execute()[0]
+    outs = []
+    for reference in (None, zero):
+        sampler = comfy.node("DDE_DiffEditSampler").execute(mask, 1, False, reference)[0]
+        guider = nodes["CFGGuider"].execute(model, q, zero, 2.0)[0]
+        outs.append(nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": world.latent(0)})[0])
+    assert torch.equal(outs[0]["samples"], outs[1]["samples"])

@@ -39,10 +39,19 @@ MIN_SIGNAL = 1e-2
 
 # -- noise draws and batching ---------------------------------------------------------------------
 
-def draw_noise(seed: int, n: int, shape) -> torch.Tensor:
-    """``n`` independent standard normal draws of ``shape``, deterministic for ``seed`` (CPU generator)."""
-    gen = torch.Generator(device="cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
-    return torch.randn((int(n), *shape), generator=gen, dtype=torch.float32)
+def draw_noise(seed: int, draws: range, shape) -> torch.Tensor:
+    """Standard normal draws ``draws`` (e.g. ``range(10, 20)``) of ``shape``, stacked.
+
+    Draw ``j`` comes from its own CPU generator seeded by ``(seed, j)``, so a draw is the same
+    whichever chunk it is made in (batch size never changes the mask) and only one chunk is
+    ever in memory.
+    """
+    gen = torch.Generator(device="cpu")
+    out = torch.empty((len(draws), *shape), dtype=torch.float32)
+    for i, j in enumerate(draws):
+        gen.manual_seed((int(seed) * 1_000_003 + int(j)) & 0x7FFFFFFFFFFFFFFF)
+        out[i] = torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
+    return out
 
 
 def draws_per_call(batch_size: int, evaluations_per_draw: int, n: int) -> tuple[int, bool]:

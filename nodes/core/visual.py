@@ -44,7 +44,7 @@ def label(image: torch.Tensor, text: str, where: tuple[int, int] | None = None) 
     arr = (image.detach().float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     pil = Image.fromarray(arr)
     draw = ImageDraw.Draw(pil)
-    size = max(10, min(pil.size) // 12)
+    size = max(10, min(pil.size) // 16)
     font = _font(size)
     box = draw.textbbox((0, 0), text, font=font)
     w, h = box[2] - box[0], box[3] - box[1]
@@ -114,8 +114,8 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
         panels.append(big)
     firsts = start[torch.isfinite(start)]
     first = int(firsts.min()) if firsts.numel() else None
-    text_left = f"start step of {n_steps}" + (f" (earliest {first})" if first is not None else " (none changes)")
-    text_right = f"effective strength, mean {float(effective.mean()):.2f}"
+    text_left = f"start step /{n_steps}" + (f", first {first}" if first is not None else ", none changes")
+    text_right = f"strength, mean {float(effective.mean()):.2f}"
     gap = torch.ones(panels[0].shape[0], max(4, scale // 2), 3)
     out = torch.cat([label(panels[0], text_left), gap, label(panels[1], text_right)], dim=1)
     return out.unsqueeze(0).contiguous()

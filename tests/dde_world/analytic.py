@@ -77,6 +77,14 @@ def _box(h, w, y0, x0, y1, x1):
     return (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
 
 
+def smooth_spectrum(h: int, w: int, cutoff: float = 0.07) -> torch.Tensor:
+    """Per-frequency variance of a smooth Gaussian field (Gaussian low-pass, mean 1, float64)."""
+    fy = torch.fft.fftfreq(h, dtype=torch.float64).view(-1, 1)
+    fx = torch.fft.fftfreq(w, dtype=torch.float64).view(1, -1)
+    k = torch.exp(-(fy ** 2 + fx ** 2) / (2 * cutoff ** 2))
+    return k / k.mean()
+
+
 def make_scenes(h: int = 32, w: int = 32) -> list[Scene]:
     """Four scenes: an object swap, a recoloured stripe, one of two objects, a small object."""
     scenes = []
@@ -118,7 +126,8 @@ class AnalyticWorld:
     noise level it is freed at). More can be added with :meth:`add_condition`.
     """
 
-    def __init__(self, h: int = 32, w: int = 32, tau: float = 0.05, variant_weight: float = 0.3, graded_tau: float = 0.5):
+    def __init__(self, h: int = 32, w: int = 32, tau: float = 0.05, variant_weight: float = 0.3, graded_tau: float = 0.5,
+                 smooth_tau: float = 0.4):
         self.h, self.w = h, w
         self.scenes = make_scenes(h, w)
         self.components: list[list[tuple[torch.Tensor, float, float]]] = []
@@ -133,16 +142,19 @@ class AnalyticWorld:
             self.add_condition([(s.query, 0.0, 1.0)])
         for s in self.scenes:   # ids 3n + s: a broad prior around the query (change grows with noise level)
             self.add_condition([(s.query, graded_tau, 1.0)])
+        spectrum = smooth_spectrum(h, w)
+        for s in self.scenes:   # ids 4n + s: a broad, spatially smooth prior around the query (pictures for people)
+            self.add_condition([(s.query, smooth_tau, 1.0, spectrum)])
 
     # -- conditions ------------------------------------------------------------------
     @property
     def n_conditions(self) -> int:
         return len(self.components)
 
-    def add_condition(self, components: list[tuple[torch.Tensor, float, float]]) -> int:
-        """Add a condition made of ``(mu, tau, weight)`` components; returns its id."""
+    def add_condition(self, components) -> int:
+        """Add a condition of ``(mu, tau, weight)`` or ``(mu, tau, weight, spectrum)`` components; returns its id."""
         assert len(self.components) < WIDTH
-        self.components.append([(mu.to(torch.float32), float(t), float(wt)) for mu, t, wt in components])
+        self.components.append([(c[0].to(torch.float32), float(c[1]), float(c[2]), *c[3:]) for c in components])
         return len(self.components) - 1
 
     def reference_id(self, scene: int) -> int:
@@ -155,20 +167,24 @@ class AnalyticWorld:
         """Condition whose posterior mean is scene ``scene``'s query latent at every noise level."""
         return 2 * len(self.scenes) + scene
 
+    def smooth_id(self, scene: int) -> int:
+        """Like :meth:`graded_id` with spatially smooth (low-frequency) variation: readable pictures."""
+        return 4 * len(self.scenes) + scene
+
     def graded_id(self, scene: int) -> int:
         """Condition with a broad Gaussian prior around the query: later freedom, smaller change."""
         return 3 * len(self.scenes) + scene
 
-    ROLES = ("reference", "query", "sharp", "graded", "unconditional")
+    ROLES = ("reference", "query", "sharp", "graded", "smooth", "unconditional")
 
     def role_id(self, scene: int, role: str) -> int | None:
         return {"reference": self.reference_id, "query": self.query_id, "sharp": self.sharp_id,
-                "graded": self.graded_id}.get(role, lambda s: None)(scene)
+                "graded": self.graded_id, "smooth": self.smooth_id}.get(role, lambda s: None)(scene)
 
     def latent(self, scene: int, role: str = "reference") -> torch.Tensor:
         """Clean latent ``(1,4,h,w)`` of a scene's reference or query."""
         s = self.scenes[scene]
-        return (s.query if role in ("query", "sharp", "graded") else s.reference).unsqueeze(0).clone()
+        return (s.query if role in ("query", "sharp", "graded", "smooth") else s.reference).unsqueeze(0).clone()
 
     def context(self, cond_id: int | None) -> torch.Tensor:
         """The ``(1,77,768)`` conditioning tensor that selects a condition (None: unconditional)."""
@@ -189,12 +205,27 @@ class AnalyticWorld:
             comps = [c for group in self.components for c in group]
         else:
             comps = self.components[cond_id]
-        mus = torch.stack([c[0] for c in comps])
-        taus = torch.tensor([c[1] for c in comps], dtype=torch.float64)
-        weights = torch.tensor([c[2] for c in comps], dtype=torch.float64)
-        return mus, taus, weights / weights.sum()
+        total = sum(c[2] for c in comps)
+        return [(c[0], c[1], c[2] / total, c[3] if len(c) > 3 else None) for c in comps]
 
     # -- the ideal denoiser ----------------------------------------------------------
+    @staticmethod
+    def _component(x, mu, tau, a, b, spectrum):
+        """(log N(x; a mu, a^2 tau^2 K + b^2 I) up to a shared constant, E[x0 | x, component]).
+
+        ``spectrum`` None: K = I. Otherwise K is diagonal in the orthonormal 2-D Fourier basis with
+        per-frequency variances ``spectrum`` (h,w): smooth, spatially correlated latents.
+        """
+        d = x - a * mu
+        if spectrum is None:
+            var = a * a * tau * tau + b * b
+            logp = -0.5 * float((d * d).sum()) / var - 0.5 * d.numel() * math.log(var)
+            return logp, mu + (a * tau * tau / var) * d
+        X = torch.fft.fft2(d, norm="ortho")
+        var = a * a * tau * tau * spectrum + b * b
+        logp = -0.5 * float(((X.real ** 2 + X.imag ** 2) / var).sum()) - 0.5 * d.shape[0] * float(torch.log(var).sum())
+        return logp, mu + torch.fft.ifft2((a * tau * tau * spectrum / var) * X, norm="ortho").real
+
     def posterior_mean(self, x: torch.Tensor, sigma: torch.Tensor, cond_ids, family: str = "eps") -> torch.Tensor:
         """Exact ``E[x0 | x]`` for each batch row. ``sigma``: one value per row (or one for all)."""
         out = torch.empty_like(x)
@@ -202,19 +233,16 @@ class AnalyticWorld:
         if sig.numel() == 1:
             sig = sig.expand(x.shape[0])
         for i in range(x.shape[0]):
-            mus, taus, weights = self._mixture(cond_ids[i])
             s = float(sig[i])
             a, b = (1.0 - s, s) if family == "flow" else (1.0, s)
             xi = x[i].to(torch.float64)
-            mus64 = mus.to(torch.float64)
-            var = a * a * taus ** 2 + b * b                         # (K,)
-            d = xi.numel()
-            sq = ((xi.unsqueeze(0) - a * mus64) ** 2).flatten(1).sum(1)
-            logw = torch.log(weights) - 0.5 * sq / var - 0.5 * d * torch.log(var)
-            w = torch.softmax(logw, dim=0)
-            gain = (a * taus ** 2 / var).view(-1, 1, 1, 1)
-            cond_means = mus64 + gain * (xi.unsqueeze(0) - a * mus64)
-            out[i] = (w.view(-1, 1, 1, 1) * cond_means).sum(0).to(x.dtype)
+            logws, means = [], []
+            for mu, tau, weight, spectrum in self._mixture(cond_ids[i]):
+                logp, mean = self._component(xi, mu.to(torch.float64), float(tau), a, b, spectrum)
+                logws.append(math.log(weight) + logp)
+                means.append(mean)
+            w = torch.softmax(torch.tensor(logws, dtype=torch.float64), dim=0)
+            out[i] = (w.view(-1, 1, 1, 1) * torch.stack(means)).sum(0).to(x.dtype)
         return out
 
     # -- pictures ----------------------------------------------------------------------
@@ -229,3 +257,19 @@ class AnalyticWorld:
         rgb = image.permute(0, 3, 1, 2).float() * 2.0 - 1.0
         rgb = torch.nn.functional.avg_pool2d(rgb, scale)
         return torch.cat([rgb, torch.zeros_like(rgb[:, :1])], 1)
+
+
+class AnalyticVAE:
+    """A stand-in for ComfyUI's VAE object (``encode``/``decode``) for the analytic world's latents."""
+
+    downscale_ratio = 8
+    latent_channels = CHANNELS
+
+    def __init__(self, world: AnalyticWorld):
+        self.world = world
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.world.decode(samples)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.world.encode(pixels[..., :3])

@@ -10,7 +10,7 @@ import json
 import torch
 from comfy_api.latest import ComfyExtension, io
 
-from .analytic import AnalyticWorld
+from .analytic import AnalyticVAE, AnalyticWorld
 from .comfy_world import FAMILIES, conditioning, make_model
 
 CAT = "differential edit/testing"
@@ -67,6 +67,17 @@ class AnalyticLatent(io.ComfyNode):
         return io.NodeOutput({"samples": world().latent(scene, role).repeat(batch_size, 1, 1, 1)})
 
 
+class AnalyticVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_AnalyticVAE", display_name="Analytic World VAE", category=CAT,
+                         inputs=[], outputs=[io.Vae.Output()])
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        return io.NodeOutput(AnalyticVAE(world()))
+
+
 class AnalyticDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -79,26 +90,70 @@ class AnalyticDecode(io.ComfyNode):
         return io.NodeOutput(world().decode(samples["samples"]))
 
 
+class MakeTensor(io.ComfyNode):
+    """Test inputs that no stock node makes: NaN/inf/out-of-range values, odd shapes and batches."""
+
+    FILLS = ["zeros", "ones", "half", "ramp", "random", "nan", "inf", "big", "negative"]
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_MakeTensor", display_name="Make Test Tensor", category=CAT,
+                         inputs=[io.String.Input("shape", default="1,64,64", tooltip="Comma-separated shape."),
+                                 io.Combo.Input("fill", options=cls.FILLS, tooltip="Values."),
+                                 io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed for random.")],
+                         outputs=[io.Mask.Output(display_name="mask"), io.Latent.Output(display_name="latent"),
+                                  io.Image.Output(display_name="image")])
+
+    @classmethod
+    def execute(cls, shape, fill, seed) -> io.NodeOutput:
+        dims = [int(v) for v in shape.replace(" ", "").split(",") if v]
+        gen = torch.Generator().manual_seed(seed)
+        t = {"zeros": lambda: torch.zeros(dims), "ones": lambda: torch.ones(dims), "half": lambda: torch.full(dims, 0.5),
+             "ramp": lambda: torch.linspace(0, 1, dims[-1]).expand(*dims).contiguous(),
+             "random": lambda: torch.rand(dims, generator=gen), "nan": lambda: torch.full(dims, float("nan")),
+             "inf": lambda: torch.full(dims, float("inf")), "big": lambda: torch.full(dims, 7.0),
+             "negative": lambda: torch.full(dims, -3.0)}[fill]()
+        return io.NodeOutput(t, {"samples": t}, t)
+
+
+def _stats(x: torch.Tensor, values: bool = True) -> dict:
+    x = x.float()
+    finite = torch.isfinite(x)
+    return {"shape": list(x.shape), "min": float(x[finite].min()) if finite.any() else None,
+            "max": float(x[finite].max()) if finite.any() else None, "mean": float(x[finite].mean()) if finite.any() else None,
+            "finite": bool(finite.all()), "values": x.flatten().tolist() if values and x.numel() <= 65536 else None}
+
+
 class LatentReport(io.ComfyNode):
-    """Output node: reports a latent's values (and its distance to a scene latent) in the history."""
+    """Output node: reports a latent's values (and its distance to a scene latent), and optionally a mask's and an
+    image's statistics, in the history."""
 
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="DDETest_LatentReport", display_name="Latent Report", category=CAT, is_output_node=True,
-                         inputs=[io.Latent.Input("samples", tooltip="The latent to report."), _scene_input(),
-                                 io.Combo.Input("compare_to", options=["reference", "query"], tooltip="Scene latent to compare with.")],
+                         inputs=[io.Latent.Input("samples", optional=True, tooltip="The latent to report."), _scene_input(),
+                                 io.Combo.Input("compare_to", options=["reference", "query"], tooltip="Scene latent to compare with."),
+                                 io.Mask.Input("mask", optional=True, tooltip="A mask to report."),
+                                 io.Image.Input("image", optional=True, tooltip="An image to report (statistics only).")],
                          outputs=[])
 
     @classmethod
-    def execute(cls, samples, scene, compare_to) -> io.NodeOutput:
-        x = samples["samples"].float()
-        target = world().latent(scene, compare_to)
-        report = {"shape": list(x.shape), "max_abs_diff": float((x - target).abs().max()),
-                  "mean": float(x.mean()), "values": x.flatten().tolist() if x.numel() <= 65536 else None}
+    def execute(cls, scene, compare_to, samples=None, mask=None, image=None) -> io.NodeOutput:
+        report = {}
+        if samples is not None:
+            x = samples["samples"].float()
+            report.update(_stats(x))
+            target = world().latent(scene, compare_to)
+            if x.shape[1:] == target.shape[1:]:
+                report["max_abs_diff"] = float((x - target).abs().max())
+        if mask is not None:
+            report["mask"] = _stats(mask)
+        if image is not None:
+            report["image"] = _stats(image, values=False)
         return io.NodeOutput(ui={"dde_report": [json.dumps(report)]})
 
 
-NODES = [AnalyticModel, AnalyticCondition, AnalyticLatent, AnalyticDecode, LatentReport]
+NODES = [AnalyticModel, AnalyticCondition, AnalyticLatent, AnalyticVAELoader, AnalyticDecode, MakeTensor, LatentReport]
 
 
 class TestWorldExtension(ComfyExtension):

@@ -1,0 +1,237 @@
+"""Playwright helpers: the ComfyUI frontend of a test server in headless Debian chromium.
+
+Chromium is the system one (``/usr/bin/chromium`` or ``DDE_CHROMIUM``), never a download. Every
+request that does not go to the test server is aborted before it leaves the browser (the
+frontend asks api.comfy.org for release notes), so a test never contacts another address.
+Console messages, page errors and failed responses are collected for the assertions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: the pack as the frontend sees it: its extension URL, its extension names, its node ids
+PACK_MARKERS = ("comfyui-differential-edit", "differential_edit", "DDE_", "dde-overlay", "dde_overlay")
+#: nodes the frontend defines itself (no server class): they never reach the API prompt
+FRONTEND_ONLY = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
+
+
+def chromium_path() -> str:
+    return os.environ.get("DDE_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+
+
+@dataclass
+class Browser:
+    """One page of the frontend plus what it reported."""
+
+    page: object
+    base_url: str
+    console: list = field(default_factory=list)        # (type, text, url of the script or resource)
+    page_errors: list = field(default_factory=list)    # uncaught exceptions, as text
+    failed: list = field(default_factory=list)         # (status, url) of responses >= 400
+    blocked: list = field(default_factory=list)        # urls of aborted outside requests
+
+    def errors(self) -> list[str]:
+        """Console errors and page errors, one line each (with the resource or script URL)."""
+        lines = [f"console.{t}: {text} [{url}]" for t, text, url in self.console if t == "error"]
+        return lines + [f"pageerror: {e}" for e in self.page_errors]
+
+    def pack_errors(self) -> list[str]:
+        """Errors that mention the pack: its extension, its node ids or its overlay, or a failed
+        request for one of its files."""
+        lines = [line for line in self.errors() if any(m in line for m in PACK_MARKERS)]
+        return lines + [f"HTTP {s}: {u}" for s, u in self.failed if any(m in u for m in PACK_MARKERS)]
+
+    def eval(self, script: str, arg=None):
+        return self.page.evaluate(script, arg)
+
+    def screenshot(self, path: str) -> str:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.page.screenshot(path=path)
+        return path
+
+
+def _local(base_url: str, url: str) -> bool:
+    return url.startswith(base_url + "/") or url == base_url or url.startswith(("data:", "blob:", "about:"))
+
+
+@contextlib.contextmanager
+def open_frontend(base_url: str, viewport=(1600, 1000), timeout_ms: int = 90000):
+    """Open the frontend at ``base_url`` in a fresh chromium profile; yields a :class:`Browser`."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="dde_chromium_")
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": viewport[0], "height": viewport[1]})
+            try:
+                page = context.pages[0] if context.pages else context.new_page()
+                page.set_default_timeout(timeout_ms)
+                browser = Browser(page, base_url)
+
+                def route(r):
+                    if _local(base_url, r.request.url):
+                        r.continue_()
+                    else:
+                        browser.blocked.append(r.request.url)
+                        r.abort()
+
+                context.route("**/*", route)
+                page.on("console", lambda m: browser.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+                page.on("pageerror", lambda e: browser.page_errors.append(str(e)))
+                page.on("response", lambda r: browser.failed.append((r.status, r.url)) if r.status >= 400 else None)
+                page.goto(base_url + "/")
+                wait_for_app(browser, timeout_ms)
+                yield browser
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for_app(browser: Browser, timeout_ms: int = 90000):
+    """Wait until the app has its graph, the node definitions and every extension loaded."""
+    browser.page.wait_for_function(
+        "() => window.app && window.app.graph && window.app.canvas && window.LiteGraph"
+        " && Object.keys(LiteGraph.registered_node_types).length > 100"
+        " && document.querySelector('canvas#graph-canvas, canvas.graph-canvas, canvas')",
+        timeout=timeout_ms)
+    browser.page.wait_for_timeout(500)
+
+
+def extension_names(browser: Browser) -> list[str]:
+    return browser.eval("() => (app.extensions || []).map(e => e.name)")
+
+
+def clear_graph(browser: Browser):
+    browser.eval("() => { app.graph.clear(); app.graph.setDirtyCanvas(true, true); }")
+
+
+def load_workflow(browser: Browser, workflow: dict) -> dict:
+    """``app.loadGraphData(workflow)``; returns the node types the frontend does not know and any
+    missing-nodes dialog text."""
+    return browser.eval("""async (wf) => {
+        const known = (t) => !!LiteGraph.registered_node_types[t];
+        const unknown = [...new Set(wf.nodes.map(n => n.type).filter(t => !known(t)))];
+        await app.loadGraphData(structuredClone(wf), true, true, 'dde_test');
+        await new Promise(r => setTimeout(r, 300));
+        const dialogs = [...document.querySelectorAll('.p-dialog')].map(d => d.innerText);
+        return {unknown, dialogs, loaded: app.graph._nodes.map(n => n.type),
+                broken: app.graph._nodes.filter(n => n.has_errors || n.constructor.nodeData === undefined)
+                          .map(n => n.type)};
+    }""", workflow)
+
+
+def frontend_prompt(browser: Browser) -> dict:
+    """The frontend's own conversion of the current graph: ``{"output": api prompt, "workflow": ui}``."""
+    return browser.eval("async () => { const p = await app.graphToPrompt(); return JSON.parse(JSON.stringify(p)); }")
+
+
+def build_graph(browser: Browser, spec: dict) -> dict:
+    """Build a graph in the real frontend and return ``app.graph.serialize()`` (the saved format).
+
+    ``spec``: ``{"nodes": [{"key", "type", "pos": [x, y], "widgets": {name: value}, "title",
+    "mode", "size", "color", "bgcolor"}], "links": [[src_key, output (index or name), dst_key, input
+    name]], "groups": [{"title", "bounding": [x, y, w, h]}]}``. Widgets are set by name (the seed
+    control widget by ``"<seed name>:control"``); a Note's text is its ``text`` widget.
+    """
+    return browser.eval("""(spec) => {
+        const g = app.graph;
+        g.clear();
+        const byKey = {};
+        for (const n of spec.nodes) {
+            const node = LiteGraph.createNode(n.type);
+            if (!node) throw new Error('unknown node type ' + n.type);
+            if (n.title) node.title = n.title;
+            g.add(node);
+            node.pos = n.pos;
+            for (const [name, value] of Object.entries(n.widgets || {})) {
+                let w;
+                if (name.endsWith(':control')) {
+                    const seed = node.widgets.find(x => x.name === name.slice(0, -8));
+                    w = seed?.linkedWidgets?.[0];
+                } else {
+                    w = node.widgets?.find(x => x.name === name);
+                }
+                if (!w) throw new Error(n.type + ' has no widget ' + name);
+                w.value = value;
+                w.callback?.(value, app.canvas, node);
+            }
+            if (n.mode !== undefined) node.mode = n.mode;
+            if (n.color) node.color = n.color;
+            if (n.bgcolor) node.bgcolor = n.bgcolor;
+            const min = node.computeSize();
+            node.size = n.size ? [Math.max(n.size[0], min[0]), Math.max(n.size[1], min[1])] : min;
+            byKey[n.key] = node;
+        }
+        for (const [src, out, dst, input] of spec.links) {
+            const a = byKey[src], b = byKey[dst];
+            if (!a || !b) throw new Error('bad link ' + JSON.stringify([src, out, dst, input]));
+            const o = typeof out === 'number' ? out : a.outputs.findIndex(x => x.name === out);
+            const i = b.inputs.findIndex(x => x.name === input);
+            if (o < 0 || i < 0) throw new Error('no slot for ' + JSON.stringify([src, out, dst, input]));
+            if (!a.connect(o, b, i)) throw new Error('could not connect ' + JSON.stringify([src, out, dst, input]));
+        }
+        for (const gr of spec.groups || []) {
+            const group = new LiteGraph.LGraphGroup(gr.title);
+            group.pos = [gr.bounding[0], gr.bounding[1]];
+            group.size = [gr.bounding[2], gr.bounding[3]];
+            g.add(group);
+        }
+        g.setDirtyCanvas(true, true);
+        return JSON.parse(JSON.stringify(g.serialize()));
+    }""", spec)
+
+
+def add_node_by_search(browser: Browser, query: str, at=(700, 500)) -> dict:
+    """Double-click the empty canvas, type ``query`` in the node search box, press Enter.
+
+    Returns ``{"added": [types of the new nodes], "dialog": bool}``.
+    """
+    page = browser.page
+    before = browser.eval("() => app.graph._nodes.map(n => n.id)")
+    page.mouse.dblclick(*at)
+    box = page.locator(".comfy-vue-node-search-container input, .litegraph.litesearchbox input").first
+    box.wait_for(state="visible", timeout=10000)
+    box.fill(query)
+    page.wait_for_timeout(400)   # the search is debounced
+    page.keyboard.press("Enter")
+    page.wait_for_function("(n) => app.graph._nodes.length > n", arg=len(before), timeout=10000)
+    added = browser.eval("(before) => app.graph._nodes.filter(n => !before.includes(n.id)).map(n => n.type)", before)
+    return {"added": added}
+
+
+def queue_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:
+    """Queue the current graph as the Run button does and wait until the server reports it done.
+
+    Returns the prompt id; raises if the run failed (the error is in the message).
+    """
+    return browser.eval("""async (timeout) => {
+        const done = new Promise((resolve, reject) => {
+            let id = null;
+            const finish = (e) => {
+                if (id !== null && e.detail?.prompt_id !== id) return;
+                if (e.type === 'execution_success') resolve(id);
+                else reject(new Error(e.type + ': ' + JSON.stringify(e.detail).slice(0, 2000)));
+            };
+            for (const t of ['execution_success', 'execution_error', 'execution_interrupted'])
+                api.addEventListener(t, finish);
+            api.addEventListener('execution_start', (e) => { id ??= e.detail.prompt_id; });
+            setTimeout(() => reject(new Error('no result in time')), timeout);
+        });
+        await app.queuePrompt(0, 1);
+        return await done;
+    }""".replace("api.", "window.comfyAPI.api.api."), timeout_ms)
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2)[:4000]
