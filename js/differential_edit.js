@@ -71,6 +71,7 @@ export function parseEntries(payload) {
     if (!map) continue;
     entries.push({
       map,
+      name: raw.map.filename,
       base: viewURL(raw.base),
       label: typeof raw.label === "string" ? raw.label : "",
       kind: KINDS.has(raw.kind) ? raw.kind : "map",
@@ -116,10 +117,10 @@ function renderOverlay(canvas, kind, map, base, opacity, mapOnly) {
   ctx.drawImage(layer, 0, 0);
 }
 
-function loadImage(img, url) {
+function loadImage(img, url, name) {
   return new Promise((resolve, reject) => {
     img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`could not load ${url}`));
+    img.onerror = () => reject(new Error(`could not load ${name}`));
     img.src = url;
   });
 }
@@ -158,6 +159,11 @@ class OverlayView {
     this.mapOnly.addEventListener("change", () => this.redraw());
     // keep the canvas's own shortcuts (delete, copy, ...) away from the controls
     this.root.addEventListener("keydown", (e) => e.stopPropagation());
+    // the wheel zooms the canvas, as over the rest of the node
+    this.root.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      app.canvas?.processMouseWheel?.(e);
+    }, { passive: false });
 
     this.widget = node.addDOMWidget(WIDGET, "dde-overlay", this.root, {
       serialize: false,
@@ -198,7 +204,7 @@ class OverlayView {
     const map = el("img", `${CLASS}-map`, { alt: "" });
     const base = entry.base ? el("img", `${CLASS}-base`, { alt: "" }) : null;
     try {
-      await Promise.all([loadImage(map, entry.map), base ? loadImage(base, entry.base) : null]);
+      await Promise.all([loadImage(map, entry.map, entry.name), base ? loadImage(base, entry.base, "the picture") : null]);
     } catch (error) {
       if (generation !== this.generation) return;
       this.view.replaceChildren();

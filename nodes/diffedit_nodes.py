@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
 import comfy.samplers
@@ -14,8 +13,8 @@ from .core import pixels
 from .core.errors import NodeInputError
 from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
+from .inputs import seed_input
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 CAT = CATEGORY + "/diffedit"
 SCALE = 8   # picture pixels per latent cell when no picture is connected (SD, SDXL, SD3, Flux VAEs)
 
@@ -38,8 +37,7 @@ class DiffEditMask(io.ComfyNode):
                                "half-way timestep, the paper's setting)."),
                 io.Int.Input("n", default=10, min=1, max=100000,
                              tooltip="Number of noise draws averaged (paper: 10); evaluated in chunks, so any n fits in memory."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="Seed of the noise draws: the same seed gives the same mask."),
+                seed_input(tooltip="Seed of the noise draws: the same seed gives the same mask."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
                 io.Combo.Input("threshold_method", options=list(core.METHODS), default="rescale",
@@ -126,7 +124,8 @@ class DiffEditEdit(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="The latent of the picture to edit."),
                 *_edit_common_inputs()[:1],
                 io.Int.Input("steps", default=50, min=1, max=10000,
-                             tooltip="Steps of the full schedule (KSampler semantics: the edit runs the last ratio of them)."),
+                             tooltip="Decode steps (KSampler semantics with denoise = encode_ratio: the last 'steps' of a "
+                             "schedule of steps / encode_ratio). The inversion takes as many, times 1 + refine model calls."),
                 io.Float.Input("encode_ratio", default=0.8, min=0.01, max=1.0, step=0.01,
                                tooltip="How far to invert, like KSampler's denoise (diffusers' inpaint_strength: 0.8)."),
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, tooltip="Guidance for the decode."),

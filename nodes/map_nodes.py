@@ -128,7 +128,7 @@ AngularGradientMap = map_node(
 # -- from masks, images, DiffEdit heat -------------------------------------------------------------
 
 MaskDistanceFalloff = map_node(
-    "MaskDistanceFalloff", "Change Map from Mask (Distance Falloff)",
+    "MaskDistanceFalloff", "Distance Falloff Change Map",
     "A soft-inpainting map from a hard mask: 1 inside the mask and up to 'inner' px outside it, falling to 0 at "
     "'outer' px (exact Euclidean distance).",
     lambda: [map_input("mask", "The hard mask (white = the region to change). Any size, batch aware."),

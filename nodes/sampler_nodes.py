@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
 import comfy.samplers
@@ -10,34 +9,9 @@ import comfy.samplers
 from . import sampling
 from .core import maps as maps_core
 from .core import pixels
-from .core.schedule import MODES
 from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
-
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-
-def change_map_inputs(default_mode: str = "step") -> list:
-    """The inputs every change-map sampler shares: the map and how its values become steps."""
-    return [
-        io.Mask.Input("change_map", tooltip="Per-pixel change strength, white = change (1), black = keep exactly (0). "
-                      "Any size: area-averaged to the latent grid. One map for the batch or one per image."),
-        io.Combo.Input("mode", options=list(MODES), default=default_mode,
-                       tooltip="How a map value becomes a start step. step: the paper, a value g is sampled for the last "
-                       "g x steps. denoise: g starts at the noise level where KSampler with denoise = g starts (same "
-                       "meaning on every model family). timestep: the built-in DifferentialDiffusion's threshold on "
-                       "model timesteps (for old workflows; grey does little on shifted flow models)."),
-        io.Boolean.Input("invert", default=False,
-                         tooltip="Polarity. Off: white = change (ComfyUI masks). On: white = keep (maps made for the "
-                         "paper's original code)."),
-        io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="1 = thresholded mask (the paper). Below 1 mixes in the raw map as a soft mask, like the "
-                       "built-in node's strength."),
-        io.Float.Input("softness", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="0 = a pixel switches on at its start step. Above 0 it fades in over this fraction of the "
-                       "steps before its start step (softer transitions between grey levels)."),
-    ]
-
+from .inputs import cfg_input, change_map_inputs, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 def _check_sampling_inputs(node: str, positive, negative, latent_image):
     check_conditioning(positive, node, "positive")
@@ -62,15 +36,11 @@ class DifferentialKSampler(io.ComfyNode):
                         "Diffusion). Pixels at 0 come out exactly as they went in; pixels at 1 are sampled as by KSampler.",
             inputs=[
                 io.Model.Input("model", tooltip="The model used for denoising the input latent."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise (same as KSampler's)."),
-                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The number of sampling steps."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The noise schedule."),
-                io.Conditioning.Input("positive", tooltip="What the changed region should show."),
-                io.Conditioning.Input("negative", tooltip="What it should not show."),
+                seed_input(),
+                steps_input(),
+                cfg_input(),
+                *sampler_scheduler_inputs(),
+                *prompt_inputs(),
                 io.Latent.Input("latent_image", tooltip="The latent of the picture to edit."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Overall strength: a map value g changes a pixel like denoise = g x this."),
@@ -103,15 +73,11 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
                 io.Combo.Input("add_noise", options=["enable", "disable"],
                                tooltip="enable: start a new run from the input latent. disable: continue a run whose "
                                "earlier part returned leftover noise (the original and its noise travel in the latent)."),
-                io.Int.Input("noise_seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise."),
-                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Total steps of the whole run (all parts)."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The noise schedule."),
-                io.Conditioning.Input("positive", tooltip="What the changed region should show."),
-                io.Conditioning.Input("negative", tooltip="What it should not show."),
+                seed_input("noise_seed"),
+                steps_input("Total steps of the whole run (all parts)."),
+                cfg_input(),
+                *sampler_scheduler_inputs(),
+                *prompt_inputs(),
                 io.Latent.Input("latent_image", tooltip="The latent to edit, or the leftover-noise output of an earlier part."),
                 io.Int.Input("start_at_step", default=0, min=0, max=10000, tooltip="First step this node samples."),
                 io.Int.Input("end_at_step", default=10000, min=0, max=10000, tooltip="Step this node stops at."),

@@ -5,27 +5,22 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-import comfy.samplers
 
 from . import preview, sampling
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import NodeInputError, describe
-from .core.schedule import MODES, free_steps
+from .core.schedule import free_steps
 from .core.validate import as_latent, check_conditioning
 from .ids import CATEGORY, node_id
-from .sampler_nodes import MAX_SEED
+from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
 SCALE = 8
 
 
 def _sampling_inputs() -> list:
-    return [
-        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps, as in the sampler you will use."),
-        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampling algorithm."),
-        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The noise schedule."),
-    ]
+    return [steps_input("Sampling steps, as in the sampler you will use."), *sampler_scheduler_inputs()]
 
 
 def _one_latent(latent, node: str) -> torch.Tensor:
@@ -47,18 +42,15 @@ class StrengthFan(io.ComfyNode):
                         "picture sweeping from the first strength to the last.",
             inputs=[
                 io.Model.Input("model", tooltip="The model used for denoising."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="Noise seed, shared by every panel."),
+                seed_input(tooltip="Noise seed, shared by every panel."),
                 *_sampling_inputs(),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Guidance scale."),
-                io.Conditioning.Input("positive", tooltip="What the edit should show."),
-                io.Conditioning.Input("negative", tooltip="What it should not show."),
+                cfg_input(),
+                *prompt_inputs(),
                 io.Latent.Input("latent_image", tooltip="The latent of the one picture to edit."),
                 io.Vae.Input("vae", tooltip="Decodes the panels."),
                 io.String.Input("strengths", default="0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1",
                                 tooltip="The strengths to show, 0..1, separated by commas (up to 64)."),
-                io.Combo.Input("mode", options=list(MODES), default="step",
-                               tooltip="How a strength becomes a start step (see Differential KSampler)."),
+                mode_input(tooltip="How a strength becomes a start step (see Differential KSampler)."),
                 io.Combo.Input("layout", options=["grid", "fan"], default="grid",
                                tooltip="grid: labelled panels. fan: one picture, each angular sector from one strength."),
                 io.Int.Input("columns", default=0, min=0, max=64, tooltip="grid columns (0: about square)."),
@@ -105,7 +97,7 @@ class SchedulePreview(io.ComfyNode):
                 io.Mask.Input("change_map", tooltip="The change map (white = change)."),
                 *_sampling_inputs(),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="KSampler's denoise."),
-                io.Combo.Input("mode", options=list(MODES), default="step", tooltip="The sampler's threshold mode."),
+                mode_input(tooltip="The sampler's threshold mode."),
                 io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
                 io.Latent.Input("latent_image", optional=True,
                                 tooltip="The latent you will sample (sets the grid). Not connected: map size / 8."),

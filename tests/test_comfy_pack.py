@@ -22,6 +22,7 @@ def test_every_input_has_a_tooltip_and_nodes_have_friendly_names(comfy):
         cls = comfy.node(node_id)
         schema = cls.GET_SCHEMA()
         assert schema.display_name and not schema.display_name.startswith("DDE"), node_id
+        assert len(schema.display_name) <= 32, f"{node_id}: the frontend's search finds nothing past 32 characters"
         assert schema.category.startswith("differential edit"), node_id
         assert schema.description, node_id
         for inp in schema.inputs:
@@ -35,3 +36,18 @@ def test_web_directory_is_registered(comfy):
 
     dirs = {os.path.realpath(p) for p in nodes.EXTENSION_WEB_DIRS.values()}
     assert os.path.realpath(os.path.join(PACK_ROOT, "js")) in dirs
+
+
+def test_pyproject_is_what_the_comfy_registry_and_comfyui_read(comfy):
+    import tomllib
+
+    from comfy_config import config_parser
+
+    parsed = config_parser.extract_node_configuration(PACK_ROOT)
+    assert parsed.project.name == "comfyui-differential-edit"
+    assert parsed.tool_comfy.publisher_id and parsed.tool_comfy.display_name
+    assert parsed.tool_comfy.web == "js"
+    with open(os.path.join(PACK_ROOT, "pyproject.toml"), "rb") as f:
+        raw = tomllib.load(f)
+    assert raw["tool"]["comfy"]["requires-comfyui"].startswith(">=")
+    assert "torch" in raw["project"]["dependencies"]

@@ -4,7 +4,6 @@ The analytic world gives the right answers (eps, v and rectified-flow families);
 random UNet checks every sampler x scheduler runs.
 """
 
-import math
 
 import pytest
 import torch
@@ -333,3 +332,24 @@ def test_composite_restores_original_where_map_is_zero(comfy):
     feathered = node.execute(orig, edit, cmap, "changed", 6, False)[0]
     assert torch.equal(feathered[:, :, :20], orig[:, :, :20])
     assert ((feathered - orig).abs().sum(-1) > 0).float().mean() > 0.3
+
+
+@pytest.mark.parametrize("weights,latent_dtype", [(torch.float16, torch.float32), (torch.bfloat16, torch.float32),
+                                                  (torch.float32, torch.bfloat16), (torch.float32, torch.float16)])
+def test_half_precision_models_and_latents(comfy, tiny_models, dk, weights, latent_dtype):
+    """fp16/bf16 weights and latents: the map is prepared in the sampling dtype, map-0 pixels stay exact."""
+    import comfy.sd as csd
+
+    model = csd.load_diffusion_model(tiny_models["paths"]["unet"], model_options={"dtype": weights})
+    assert model.model.get_dtype() == weights
+    torch.manual_seed(0)
+    cond = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
+    src = torch.randn(1, 4, 8, 8).to(latent_dtype)
+    cmap = torch.zeros(1, 64, 64)
+    cmap[:, :, 32:] = 1.0
+    rec_model, rec = recording(model)
+    out = dk(rec_model, src, cmap, cond, cond, steps=3, cfg=2.0, seed=2)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[..., :4].to(latent_dtype), src[..., :4])
+    assert (out[..., 4:].float() - src[..., 4:].float()).abs().max() > 0
+    assert {m.dtype for _, m in rec} == {latent_dtype}

@@ -310,7 +310,7 @@ def test_nan_and_bad_shapes_name_node_and_input(C, Err):
              (lambda: C.stabilize(nan, 0.1), "Stabilize Change Map", "change_map"),
              (lambda: C.combine(torch.zeros(1, 1, 2), nan, "min"), "Combine Change Maps", "map_b"),
              (lambda: C.feather(nan, 2), "Feather Change Map", "mask"),
-             (lambda: C.distance_falloff(nan, 1, 2), "Change Map from Mask (Distance Falloff)", "mask"),
+             (lambda: C.distance_falloff(nan, 1, 2), "Distance Falloff Change Map", "mask"),
              (lambda: C.semantic_map(nan), "Semantic Change Map", "heat")]
     for call, node, name in calls:
         with pytest.raises(Err, match=rf"^{re.escape(node)}: input '{name}' expected finite values"):

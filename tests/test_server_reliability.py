@@ -8,7 +8,6 @@ value — the server stays up, and a good prompt gives the same output before an
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -427,7 +426,7 @@ def falloff_outer_below_inner(server):
     g = G()
     g.report(mask=[g.add("DDE_MaskDistanceFalloff", mask=g.tensor("1,16,16", "half"), inner=8.0, outer=2.0, threshold=0.5,
                          curve="linear", gamma=1.0, invert=False), 0])
-    expect_error(server, g, "Change Map from Mask (Distance Falloff): input 'outer'")
+    expect_error(server, g, "Distance Falloff Change Map: input 'outer'")
 
 
 @case

@@ -72,8 +72,8 @@ def check_choice(value, choices, node: str, input_name: str) -> str:
 # -- shaping ---------------------------------------------------------------------------------------
 
 def ramp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """``clamp((x - lo) / (hi - lo), 0, 1)``; ``lo > hi`` gives a falling ramp; ``lo == hi`` the step ``x > lo``."""
-    if hi == lo:
+    """``clamp((x - lo) / (hi - lo), 0, 1)``; ``lo > hi`` gives a falling ramp; ``|hi - lo| < 1e-6`` the step ``x > lo``."""
+    if abs(hi - lo) < 1e-6:   # equal (or closer than float32 can divide by): a step
         return (x > lo).to(torch.float32)
     return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 
@@ -229,7 +229,7 @@ def distance_to_mask(inside: torch.Tensor, limit: float) -> torch.Tensor:
 
 def distance_falloff(mask, inner: float, outer: float, threshold: float = 0.5, curve: str = "linear",
                      gamma: float = 1.0, invert: bool = False,
-                     node: str = "Change Map from Mask (Distance Falloff)") -> torch.Tensor:
+                     node: str = "Distance Falloff Change Map") -> torch.Tensor:
     """A soft-inpainting map from a hard mask: 1 inside and up to ``inner`` px outside, 0 from ``outer`` px.
 
     Inside = mask ``>= threshold``. ``d`` = exact Euclidean distance in pixels to the nearest

@@ -1,11 +1,11 @@
 """An analytic test world: synthetic scenes and their exact ideal denoiser.
 
-Each *condition* is a Gaussian mixture over whole latents: components ``N(mu_k, tau_k^2 I)``
-with weights ``pi_k``. For a noisy latent ``x = a x0 + b eps`` (eps-prediction: ``a = 1,
+Each *condition* is a Gaussian mixture over whole latents: components ``N(mu_k, tau_k^2 K_k)``
+with weights ``pi_k`` (``K = I``, or a smooth low-pass covariance diagonal in the Fourier basis). For a noisy latent ``x = a x0 + b eps`` (eps-prediction: ``a = 1,
 b = sigma``; rectified flow: ``a = 1 - sigma, b = sigma``) the posterior mean is exact:
 
-    w_k  ∝ pi_k N(x; a mu_k, (a^2 tau_k^2 + b^2) I)
-    E[x0 | x] = sum_k w_k [ mu_k + a tau_k^2 / (a^2 tau_k^2 + b^2) (x - a mu_k) ]
+    w_k  ∝ pi_k N(x; a mu_k, a^2 tau_k^2 K_k + b^2 I)
+    E[x0 | x] = sum_k w_k [ mu_k + a tau_k^2 K_k (a^2 tau_k^2 K_k + b^2 I)^-1 (x - a mu_k) ]
 
 so every quantity a test needs — where DiffEdit's two predictions differ, what a sampler
 converges to, how much a pixel moves when it is freed at a given noise level — has a known
@@ -137,8 +137,7 @@ class AnalyticWorld:
                 comps = [(main, tau, 1.0)]
                 comps += [(pair[which], tau, variant_weight) for pair in s.variants]
                 self.components.append(comps)
-        n = len(self.scenes)
-        for s in self.scenes:   # ids 2n + s: the query latent exactly (posterior = target at every level)
+        for s in self.scenes:   # ids 2n + s (n scenes): the query latent exactly (posterior = target at every level)
             self.add_condition([(s.query, 0.0, 1.0)])
         for s in self.scenes:   # ids 3n + s: a broad prior around the query (change grows with noise level)
             self.add_condition([(s.query, graded_tau, 1.0)])

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.request
 from dataclasses import dataclass, field
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -63,39 +64,62 @@ def _local(base_url: str, url: str) -> bool:
 
 
 @contextlib.contextmanager
-def open_frontend(base_url: str, viewport=(1600, 1000), timeout_ms: int = 90000):
-    """Open the frontend at ``base_url`` in a fresh chromium profile; yields a :class:`Browser`."""
+def playwright_driver():
+    """One Playwright driver for several :func:`open_frontend` pages (its sync API cannot be nested)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        yield p
+
+
+@contextlib.contextmanager
+def open_frontend(base_url: str, driver=None, viewport=(1600, 1000), timeout_ms: int = 90000):
+    """Open the frontend at ``base_url`` in chromium with a fresh profile; yields a :class:`Browser`.
+
+    ``driver``: a :func:`playwright_driver` to share; without one the page has its own.
+    """
+    if driver is None:
+        with playwright_driver() as own, open_frontend(base_url, own, viewport, timeout_ms) as browser:
+            yield browser
+        return
+    # a fresh server counts as a new user: the frontend would open the template browser over the canvas
+    mark_tutorial_done(base_url)
     profile = tempfile.mkdtemp(prefix="dde_chromium_")
     try:
-        with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": viewport[0], "height": viewport[1]})
-            try:
-                page = context.pages[0] if context.pages else context.new_page()
-                page.set_default_timeout(timeout_ms)
-                browser = Browser(page, base_url)
+        context = driver.chromium.launch_persistent_context(
+            profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": viewport[0], "height": viewport[1]})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(timeout_ms)
+            browser = Browser(page, base_url)
 
-                def route(r):
-                    if _local(base_url, r.request.url):
-                        r.continue_()
-                    else:
-                        browser.blocked.append(r.request.url)
-                        r.abort()
+            def route(r):
+                if _local(base_url, r.request.url):
+                    r.continue_()
+                else:
+                    browser.blocked.append(r.request.url)
+                    r.abort()
 
-                context.route("**/*", route)
-                page.on("console", lambda m: browser.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
-                page.on("pageerror", lambda e: browser.page_errors.append(str(e)))
-                page.on("response", lambda r: browser.failed.append((r.status, r.url)) if r.status >= 400 else None)
-                page.goto(base_url + "/")
-                wait_for_app(browser, timeout_ms)
-                yield browser
-            finally:
-                context.close()
+            context.route("**/*", route)
+            page.on("console", lambda m: browser.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+            page.on("pageerror", lambda e: browser.page_errors.append(str(e)))
+            page.on("response", lambda r: browser.failed.append((r.status, r.url)) if r.status >= 400 else None)
+            page.goto(base_url + "/")
+            wait_for_app(browser, timeout_ms)
+            yield browser
+        finally:
+            context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def mark_tutorial_done(base_url: str):
+    """Store the frontend setting that skips the first-run template browser (POST /settings)."""
+    request = urllib.request.Request(base_url + "/settings", json.dumps({"Comfy.TutorialCompleted": True}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
 
 
 def wait_for_app(browser: Browser, timeout_ms: int = 90000):
@@ -140,9 +164,10 @@ def build_graph(browser: Browser, spec: dict) -> dict:
     """Build a graph in the real frontend and return ``app.graph.serialize()`` (the saved format).
 
     ``spec``: ``{"nodes": [{"key", "type", "pos": [x, y], "widgets": {name: value}, "title",
-    "mode", "size", "color", "bgcolor"}], "links": [[src_key, output (index or name), dst_key, input
+    "mode", "size", "color", "bgcolor", "value"}], "links": [[src_key, output (index or name), dst_key, input
     name]], "groups": [{"title", "bounding": [x, y, w, h]}]}``. Widgets are set by name (the seed
-    control widget by ``"<seed name>:control"``); a Note's text is its ``text`` widget.
+    control widget by ``"<seed name>:control"``); a Note's text is its ``text`` widget; a
+    PrimitiveNode's ``value`` is set once its links exist (it takes the widget it feeds).
     """
     return browser.eval("""(spec) => {
         const g = app.graph;
@@ -181,6 +206,14 @@ def build_graph(browser: Browser, spec: dict) -> dict:
             if (o < 0 || i < 0) throw new Error('no slot for ' + JSON.stringify([src, out, dst, input]));
             if (!a.connect(o, b, i)) throw new Error('could not connect ' + JSON.stringify([src, out, dst, input]));
         }
+        for (const n of spec.nodes) {   // a PrimitiveNode has its widget once it is connected
+            if (n.value === undefined) continue;
+            const node = byKey[n.key], w = node.widgets?.[0];
+            if (!w) throw new Error(n.type + ' has no widget for its value (not connected?)');
+            w.value = n.value;
+            w.callback?.(n.value, app.canvas, node);
+            node.applyToGraph?.();
+        }
         for (const gr of spec.groups || []) {
             const group = new LiteGraph.LGraphGroup(gr.title);
             group.pos = [gr.bounding[0], gr.bounding[1]];
@@ -192,22 +225,44 @@ def build_graph(browser: Browser, spec: dict) -> dict:
     }""", spec)
 
 
-def add_node_by_search(browser: Browser, query: str, at=(700, 500)) -> dict:
-    """Double-click the empty canvas, type ``query`` in the node search box, press Enter.
+SEARCH_INPUT = ".comfy-vue-node-search-box input[role=combobox]"
+SEARCH_OPTIONS = "li.p-autocomplete-option"
+SEARCH_MASK = ".node-search-box-dialog-mask"
+#: the search box's fuzzy matcher finds nothing for longer queries (Fuse's 32-character pattern limit)
+SEARCH_MAX_CHARS = 32
 
-    Returns ``{"added": [types of the new nodes], "dialog": bool}``.
+
+def add_node_by_search(browser: Browser, display_name: str, at=(700, 500)) -> list[str]:
+    """Add a node the way a user does: double-click the empty canvas, type the display name (its
+    first 32 characters, see :data:`SEARCH_MAX_CHARS`) in the node search box, move to the result
+    with exactly that name, press Enter.
+
+    Returns the types of the nodes that appeared in ``app.graph``.
     """
     page = browser.page
     before = browser.eval("() => app.graph._nodes.map(n => n.id)")
-    page.mouse.dblclick(*at)
-    box = page.locator(".comfy-vue-node-search-container input, .litegraph.litesearchbox input").first
-    box.wait_for(state="visible", timeout=10000)
-    box.fill(query)
-    page.wait_for_timeout(400)   # the search is debounced
+    box = page.locator(SEARCH_INPUT).last
+    for attempt in range(3):   # litegraph pairs clicks by its own clock: a stray earlier click can eat one
+        page.mouse.dblclick(*at)
+        try:
+            box.wait_for(state="visible", timeout=3000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(600)
+    box.fill(display_name[:SEARCH_MAX_CHARS])
+    page.wait_for_function(  # the search is debounced: wait until the list answers this query
+        "([sel, name]) => [...document.querySelectorAll(sel)].some(o => o.getAttribute('aria-label') === name)",
+        arg=[SEARCH_OPTIONS, display_name], timeout=10000)
+    labels = browser.eval("(sel) => [...document.querySelectorAll(sel)].map(o => o.getAttribute('aria-label'))",
+                          SEARCH_OPTIONS)
+    for _ in range(labels.index(display_name)):
+        page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    page.wait_for_function("(n) => app.graph._nodes.length > n", arg=len(before), timeout=10000)
-    added = browser.eval("(before) => app.graph._nodes.filter(n => !before.includes(n.id)).map(n => n.type)", before)
-    return {"added": added}
+    page.wait_for_function("(sel) => !document.querySelector(sel)", arg=SEARCH_MASK, timeout=10000)
+    return browser.eval("(before) => app.graph._nodes.filter(n => !before.includes(n.id)).map(n => n.type)", before)
 
 
 def queue_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:

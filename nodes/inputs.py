@@ -1,0 +1,59 @@
+"""Input declarations shared by several nodes (one definition per input idea)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+import comfy.samplers
+
+from .core.schedule import MODES
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def change_map_inputs(default_mode: str = "step") -> list:
+    """The inputs every change-map sampler shares: the map and how its values become steps."""
+    return [
+        io.Mask.Input("change_map", tooltip="Per-pixel change strength, white = change (1), black = keep exactly (0). "
+                      "Any size: area-averaged to the latent grid. One map for the batch or one per image."),
+        mode_input(default_mode),
+        io.Boolean.Input("invert", default=False,
+                         tooltip="Polarity. Off: white = change (ComfyUI masks). On: white = keep (maps made for the "
+                         "paper's original code)."),
+        io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="1 = thresholded mask (the paper). Below 1 mixes in the raw map as a soft mask, like the "
+                       "built-in node's strength."),
+        io.Float.Input("softness", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="0 = a pixel switches on at its start step. Above 0 it fades in over this fraction of the "
+                       "steps before its start step (softer transitions between grey levels)."),
+    ]
+
+
+def mode_input(default: str = "step", tooltip: str | None = None) -> io.Combo.Input:
+    return io.Combo.Input("mode", options=list(MODES), default=default, tooltip=tooltip or (
+        "How a map value becomes a start step. step: the paper, a value g is sampled for the last g x steps. denoise: g "
+        "starts at the noise level where KSampler with denoise = g starts (same meaning on every model family). "
+        "timestep: the built-in DifferentialDiffusion's threshold on model timesteps (for old workflows; grey does "
+        "little on shifted flow models)."))
+
+
+def seed_input(name: str = "seed", tooltip: str = "The random seed used for creating the noise (same as KSampler's).") -> io.Int.Input:
+    return io.Int.Input(name, default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
+
+
+def steps_input(tooltip: str = "The number of sampling steps.", default: int = 20) -> io.Int.Input:
+    return io.Int.Input("steps", default=default, min=1, max=10000, tooltip=tooltip)
+
+
+def cfg_input(default: float = 8.0, tooltip: str = "Classifier-free guidance scale.") -> io.Float.Input:
+    return io.Float.Input("cfg", default=default, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=tooltip)
+
+
+def sampler_scheduler_inputs() -> list:
+    return [io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampling algorithm."),
+            io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The noise schedule.")]
+
+
+def prompt_inputs() -> list:
+    return [io.Conditioning.Input("positive", tooltip="What the changed region should show."),
+            io.Conditioning.Input("negative", tooltip="What it should not show.")]
