@@ -70,15 +70,12 @@ class HeatSampler(comfy.samplers.Sampler):
         self.n, self.seed, self.batch_size, self.cfg, self.holder = int(n), int(seed), int(batch_size), float(cfg), holder
 
     def _auto_batch(self, inner, latent, per_draw: int) -> int:
-        device = latent.device
-        free = comfy.model_management.get_free_memory(device)
-        draws = self.n
-        while draws > 1:
-            shape = [draws * per_draw * latent.shape[0], *latent.shape[1:]]
-            if inner.memory_required(shape) * 1.5 < free:
-                break
-            draws = (draws + 1) // 2
-        return draws * per_draw
+        free = comfy.model_management.get_free_memory(latent.device)
+
+        def fits(evaluations: int) -> bool:
+            return inner.memory_required([evaluations * latent.shape[0], *latent.shape[1:]]) * 1.5 < free
+
+        return core.auto_batch(self.n, per_draw, latent.device.type, fits)
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):

@@ -54,7 +54,8 @@ class DiffEditMask(io.ComfyNode):
                 io.Int.Input("grow", default=0, min=-256, max=256,
                              tooltip="Grow (positive) or shrink (negative) the binary mask by this many pixels."),
                 io.Int.Input("batch_size", default=0, min=0, max=4096,
-                             tooltip="Model evaluations per call (a draw needs 2, or 3 with cfg). 0 = as many as memory allows."),
+                             tooltip="Model evaluations per call (a draw needs 2, or 3 with cfg). 0 = auto: on GPUs as many as "
+                             "memory allows, on CPU one (batching is slower there)."),
                 io.Conditioning.Input("reference", optional=True,
                                       tooltip="What the picture shows now. Not connected: the query zeroed out (unconditional)."),
                 io.Conditioning.Input("negative", optional=True,

@@ -56,10 +56,14 @@ def test_model_calls_are_ceil_of_evaluations_over_batch(cw, world, mask_node, ba
     assert max(net.calls) <= batch_size
 
 
-def test_auto_batch_uses_one_call_when_memory_allows(cw, world, mask_node):
+def test_auto_batch_is_single_evaluations_on_cpu_and_memory_bound_elsewhere(cw, world, mask_node, core):
     model = cw.make_model(world, "flow")
     mask_node(model, cw.conditioning(world, world.query_id(1)), world.latent(1), n=10)
-    assert cw.net_of(model).calls == [20]
+    assert cw.net_of(model).calls == [1] * 20
+    assert core.auto_batch(10, 2, "cuda", lambda e: True) == 20
+    assert core.auto_batch(10, 2, "cuda", lambda e: e <= 6) == 6      # 10 -> 5 -> 3 draws
+    assert core.auto_batch(10, 3, "mps", lambda e: False) == 3          # never below one draw per call
+    assert core.auto_batch(10, 2, "cpu", lambda e: True) == 1
 
 
 def test_same_seed_same_mask_different_seed_different_draws(cw, world, mask_node):

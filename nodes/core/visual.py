@@ -45,10 +45,14 @@ def label(image: torch.Tensor, text: str, where: tuple[int, int] | None = None) 
     pil = Image.fromarray(arr)
     draw = ImageDraw.Draw(pil)
     size = max(10, min(pil.size) // 16)
-    font = _font(size)
-    box = draw.textbbox((0, 0), text, font=font)
-    w, h = box[2] - box[0], box[3] - box[1]
-    pad = max(2, size // 5)
+    while True:   # shrink until the text fits the picture's width (small previews), down to 6 px
+        font = _font(size)
+        box = draw.textbbox((0, 0), text, font=font)
+        w, h = box[2] - box[0], box[3] - box[1]
+        pad = max(2, size // 5)
+        if w + 2 * pad <= pil.size[0] or size <= 6:
+            break
+        size -= 1
     if where is None:
         x, y = pad, pad
     else:
