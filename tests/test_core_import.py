@@ -53,3 +53,18 @@ def test_requirements_name_only_card_packages_and_never_pin_torch():
     assert set(names) <= {"torch", "numpy", "pillow", "einops", "kornia"}
     assert "torch" in names  # listed, never pinned
     assert not any(n.startswith("torch") and n != "torch" for n in names)
+
+
+def test_every_requirement_is_imported_by_the_pack():
+    imported = set()
+    for folder, _, files in os.walk(os.path.join(PACK_ROOT, "nodes")):
+        for name in files:
+            if name.endswith(".py"):
+                for node in ast.walk(ast.parse(open(os.path.join(folder, name)).read())):
+                    if isinstance(node, ast.Import):
+                        imported |= {a.name.split(".")[0] for a in node.names}
+                    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                        imported.add(node.module.split(".")[0])
+    module_of = {"torch": "torch", "numpy": "numpy", "pillow": "PIL", "einops": "einops", "kornia": "kornia"}
+    lines = [l.split("#")[0].strip() for l in open(os.path.join(PACK_ROOT, "requirements.txt"))]
+    assert [n for n in lines if n and module_of[n] not in imported] == []
