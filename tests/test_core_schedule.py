@@ -71,7 +71,6 @@ def test_step_index_maps_calls_to_steps_including_intermediate_sigmas(sch):
     sigmas = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.0])
     sig = torch.tensor([10.0, 7.0, 5.0, 4.99999, 2.0, 1.5, 1.0, 0.5])
     assert sch.step_index(sig, sigmas).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert sch.step_index(torch.tensor([2.0]), sigmas, offset=6).tolist() == [8]
     assert sch.step_index(torch.tensor([99.0]), sigmas).tolist() == [0]
 
 

@@ -132,18 +132,18 @@ def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: C
     return _finish(k, gd, n_steps)
 
 
-def step_index(sigma: torch.Tensor, sigmas: torch.Tensor, offset: int = 0) -> torch.Tensor:
+def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Index of the step a model call at ``sigma`` belongs to, on the device, without a sync.
 
     ``sigmas`` is the schedule of this run (``s_0..s_n``); a call at ``s_i`` or between ``s_i``
     and ``s_{i+1}`` (the extra calls of Heun, DPM-2, SDE samplers) belongs to step ``i``.
-    ``offset`` shifts the index into a global schedule (split sampling). Returns shape
-    ``sigma.shape`` (one index per batch row).
+    For split sampling pass the whole schedule, so every part maps a noise level to the same
+    step. Returns shape ``sigma.shape`` (one index per batch row).
     """
     sig = sigma.reshape(-1, 1).to(sigmas.dtype)
     levels = sigmas[:-1].reshape(1, -1) if sigmas.numel() > 1 else sigmas.reshape(1, -1)
     idx = (levels >= sig * (1.0 - SIGMA_RTOL)).sum(dim=1) - 1
-    return (idx.clamp(min=0) + offset).reshape(sigma.shape)
+    return idx.clamp(min=0).reshape(sigma.shape)
 
 
 def step_mask(start: torch.Tensor, strength_map: torch.Tensor, index: torch.Tensor, n_steps: int,
@@ -199,4 +199,5 @@ class DifferentialRun:
     @property
     def kept(self) -> torch.Tensor:
         """Pixels never freed in this schedule: they must come out bit-exact."""
-        return ~torch.isfinite(self.start) if self.strength >= 1.0 else (~torch.isfinite(self.start)) & (self.strength_map <= 0)
+        never = ~torch.isfinite(self.start)
+        return never if self.strength >= 1.0 else never & (self.strength_map <= 0)   # strength < 1 mixes the map in
