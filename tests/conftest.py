@@ -1,10 +1,11 @@
 """Test tiers and shared fixtures.
 
-Tiers (pytest markers, set from the file name):
-  core     test_core_*     pure torch, always runs
-  comfy    test_comfy_*    real ComfyUI in-process, the pack loaded by ComfyUI's own loader
-  server   test_server_*   a real ComfyUI server on 127.0.0.1 with the pack installed
-  browser  test_browser_*  the server's frontend in headless Debian chromium (Playwright)
+Tiers (pytest markers, set from what a test needs, see ``tier_of``):
+  core     nothing but torch (and the pack's pure core): always runs
+  comfy    real ComfyUI in-process (fixtures comfy, cw, tiny_models), the pack loaded by ComfyUI's own loader
+  server   a real ComfyUI server on 127.0.0.1 with the pack installed (fixture server)
+  browser  test_browser_*: the server's frontend in headless Debian chromium (Playwright)
+File names say where a test mostly lives (test_core_*, test_comfy_*, ...), not its tier.
 
 ComfyUI is found through COMFYUI_PATH or because the pack sits in ComfyUI/custom_nodes/.
 Without it the ComfyUI tiers are skipped with one loud line saying so.
@@ -20,9 +21,8 @@ import pytest
 from dde_world import locate
 
 COMFY = locate.find_comfyui()
-TIERS = {"test_core_": "core", "test_comfy_": "comfy", "test_server_": "server", "test_browser_": "browser"}
 NO_COMFY = ("COMFYUI NOT FOUND: the comfy, server and browser tiers are SKIPPED "
-            "(set COMFYUI_PATH to a ComfyUI checkout, see README 'Tests')")
+            "(set COMFYUI_PATH to a ComfyUI checkout, see docs/development.md)")
 
 
 def _browser_missing() -> str | None:
@@ -45,11 +45,26 @@ def pytest_report_header(config):
     return lines
 
 
+#: fixtures that need ComfyUI in this process (directly or through another fixture)
+COMFY_FIXTURES = {"comfy", "cw", "tiny_models"}
+
+
+def tier_of(item) -> str:
+    """A test's tier from what it needs: the browser files, the ``server`` fixture, ComfyUI fixtures, else core."""
+    if os.path.basename(str(item.fspath)).startswith("test_browser_"):
+        return "browser"
+    names = set(getattr(item, "fixturenames", ()))
+    if "server" in names:
+        return "server"
+    if names & COMFY_FIXTURES:
+        return "comfy"
+    return "core"
+
+
 def pytest_collection_modifyitems(config, items):
     browser_missing = _browser_missing()
     for item in items:
-        name = os.path.basename(str(item.fspath))
-        tier = next((t for p, t in TIERS.items() if name.startswith(p)), "core")
+        tier = tier_of(item)
         item.add_marker(getattr(pytest.mark, tier))
         if tier != "core" and not COMFY:
             item.add_marker(pytest.mark.skip(reason=NO_COMFY))

@@ -1,4 +1,4 @@
-"""The README's HTTP API example (workflows/api_example.py) run against a real server, as a user runs it."""
+"""The HTTP API example (workflows/api_example.py) run against a real server, as a user runs it."""
 
 import os
 import re
@@ -13,8 +13,6 @@ from dde_world import ui2api
 from dde_world.locate import PACK_ROOT
 
 SCRIPT = os.path.join(ui2api.WORKFLOW_DIR, "api_example.py")
-README = os.path.join(PACK_ROOT, "README.md")
-START, END = "<!-- api-example:start -->", "<!-- api-example:end -->"
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +72,3 @@ def test_change_maps_are_valid_greyscale_pngs(tmp_path):
         picture = np.asarray(Image.open(path))
         assert picture.shape == (16, 16) and picture.dtype == np.uint8
         assert picture.tolist() == rows
-
-
-def test_readme_shows_exactly_this_script():
-    text = open(README, encoding="utf-8").read() if os.path.exists(README) else ""
-    if START not in text or END not in text:
-        pytest.skip(f"README.md has no {START} ... {END} block yet: the README copy of the API example is not checked")
-    block = text.split(START, 1)[1].split(END, 1)[0].strip("\n")
-    if not block.strip():
-        pytest.skip(f"README.md's {START} block is still empty: the README copy of the API example is not checked")
-    fence = re.fullmatch(r"```python\n(.*)\n```", block, re.S)
-    assert fence, "the README block must be one ```python fenced block"
-    with open(SCRIPT, encoding="utf-8") as f:
-        assert fence.group(1) + "\n" == f.read(), "README's API example differs from workflows/api_example.py"

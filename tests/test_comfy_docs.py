@@ -1,0 +1,30 @@
+"""The user documentation stays true: every node has a help page and a README line, every link resolves."""
+
+import glob
+import os
+import re
+
+from dde_world.locate import PACK_ROOT
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_every_node_has_a_help_page_and_a_readme_line(comfy):
+    readme = _read(os.path.join(PACK_ROOT, "README.md"))
+    missing_page = [n for n in comfy.pack_ids if not os.path.isfile(os.path.join(PACK_ROOT, "js", "docs", f"{n}.md"))]
+    missing_line = [n for n in comfy.pack_ids if f"(`{n}`)" not in readme]
+    assert missing_page == [] and missing_line == []
+
+
+def test_links_and_pictures_in_the_docs_exist():
+    broken = []
+    for doc in [os.path.join(PACK_ROOT, "README.md"), *glob.glob(os.path.join(PACK_ROOT, "docs", "*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", _read(doc)):
+            if target.startswith(("http://", "https://")):
+                continue
+            if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(doc), target))):
+                broken.append(f"{os.path.relpath(doc, PACK_ROOT)} -> {target}")
+    assert broken == []
