@@ -26,7 +26,7 @@ import comfy.utils
 
 from .core import diffedit as core
 from .core import maps as maps_core
-from .core.errors import NodeInputError
+from .core.errors import InputError
 from .sampling import ksampler_sigmas, preview_callback
 
 
@@ -50,10 +50,10 @@ def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
 
 
-def noise_level(model, strength: float, node: str) -> float:
+def noise_level(model, strength: float) -> float:
     """The noise level of ``strength`` (fraction of the model's noise range; 0.5 = half-way timestep)."""
     if not 0.0 < strength <= 1.0:
-        raise NodeInputError(node, "strength", "a noise strength in (0, 1]", repr(strength))
+        raise InputError("strength", "a noise strength in (0, 1]", repr(strength))
     ms = model.get_model_object("model_sampling")
     sigma = float(ms.percent_to_sigma(1.0 - float(strength)))
     return min(sigma, float(ms.sigma_max))
@@ -114,11 +114,11 @@ class HeatSampler(comfy.samplers.Sampler):
 
 
 def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float, n: int, seed: int,
-                  cfg: float = 1.0, negative=None, batch_size: int = 0, node: str = "DiffEdit Mask") -> torch.Tensor:
+                  cfg: float = 1.0, negative=None, batch_size: int = 0) -> torch.Tensor:
     """Mean |x0(query) - x0(reference)| over ``n`` draws and channels, ``(B,h,w)`` at latent resolution."""
     if n < 1:
-        raise NodeInputError(node, "n", "at least 1 noise draw", repr(n))
-    sigma = noise_level(model, strength, node)
+        raise InputError("n", "at least 1 noise draw", repr(n))
+    sigma = noise_level(model, strength)
     holder = Holder()
     guider = comfy.samplers.CFGGuider(model)
     conds = {"positive": query, "negative": reference if reference is not None else zero_out(query)}
@@ -139,7 +139,7 @@ class DiffEditSampler(comfy.samplers.Sampler):
     inversion step (each one extra model call) that make decode(invert(x)) reproduce ``x``.
     """
 
-    def __init__(self, mask: torch.Tensor, reference=None, refine: int = 0, node: str = "DiffEdit Sampler"):
+    def __init__(self, mask: torch.Tensor, reference=None, refine: int = 0, node: str | None = None):
         self.mask, self.reference, self.refine, self.node = mask, reference, int(refine), node
         self.inverted: list[torch.Tensor] | None = None   # levels s_0..s_N of the last run (tests read it)
 
@@ -150,7 +150,7 @@ class DiffEditSampler(comfy.samplers.Sampler):
             ref = [{**c, **{k: torch.zeros_like(c[k]) for k in ("cross_attn", "pooled_output")
                             if isinstance(c.get(k), torch.Tensor)}} for c in model_wrap.original_conds["positive"]]
         else:
-            raise NodeInputError(self.node, "reference", "a CONDITIONING (or a guider with a positive one)", "none")
+            raise InputError("reference", "a CONDITIONING (or a guider with a positive one)", "none", self.node)
         processed = comfy.samplers.process_conds(model_wrap.inner_model, noise, {"reference": ref}, latent_image.device,
                                                  latent_image, None, seed)
         return processed["reference"]
@@ -162,7 +162,11 @@ class DiffEditSampler(comfy.samplers.Sampler):
         options = extra_args["model_options"]
         seed = extra_args.get("seed")
         ref = self._reference_conds(model_wrap, noise, latent_image, seed)
-        m = maps_core.maps_for_latent(self.mask, latent_image.shape, self.node, "mask").to(latent_image.device, latent_image.dtype)
+        try:
+            m = maps_core.maps_for_latent(self.mask, latent_image.shape, "mask")
+        except InputError as error:   # raised inside SamplerCustomAdvanced: name the node that made this sampler
+            raise error.at(self.node) if self.node else error from None
+        m = m.to(latent_image.device, latent_image.dtype)
         n_steps = int(sigmas.numel()) - 1
         s_in = latent_image.new_ones([latent_image.shape[0]])
         levels = [scalings(ms, sigmas[i]) for i in range(n_steps + 1)]
@@ -201,20 +205,20 @@ class DiffEditSampler(comfy.samplers.Sampler):
 
 
 def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, steps: int, encode_ratio: float, cfg: float,
-         scheduler: str, refine: int, node: str = "DiffEdit Edit") -> dict:
+         scheduler: str, refine: int) -> dict:
     """The convenience path: KSampler's schedule for ``denoise = encode_ratio``, inversion, masked decode.
 
     Returns the LATENT dict; outside the mask (map 0 on the latent grid) the input comes back bit-exact.
     """
     if not 0.0 < encode_ratio <= 1.0:
-        raise NodeInputError(node, "encode_ratio", "a ratio in (0, 1]", repr(encode_ratio))
+        raise InputError("encode_ratio", "a ratio in (0, 1]", repr(encode_ratio))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     sigmas = ksampler_sigmas(model, steps, "euler", scheduler, encode_ratio)
-    sampler = DiffEditSampler(mask, reference, refine, node)
+    sampler = DiffEditSampler(mask, reference, refine)
     negative = negative if negative is not None else zero_out(query)
     out = comfy.sample.sample_custom(model, torch.zeros_like(samples), cfg, sampler, sigmas, query, negative, samples,
                                      callback=preview_callback(model, 2 * steps), disable_pbar=True, seed=0)
-    keep = maps_core.maps_for_latent(mask, samples.shape, node, "mask") <= 0
+    keep = maps_core.maps_for_latent(mask, samples.shape, "mask") <= 0
     out = torch.where(keep.to(out.device), samples.to(out.device, out.dtype), out)
     result = latent.copy()
     result["samples"] = out

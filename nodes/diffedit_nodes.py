@@ -9,10 +9,10 @@ import comfy.samplers
 from . import diffedit, preview
 from .core import diffedit as core
 from .core import maps as maps_core
-from .core import pixels
-from .core.errors import NodeInputError
+from .core import pixels, visual
+from .core.errors import InputError
 from .core.validate import as_latent, check_conditioning
-from .ids import CATEGORY, node_id
+from .naming import CATEGORY, names_errors
 from .inputs import seed_input
 
 CAT = CATEGORY + "/diffedit"
@@ -23,7 +23,7 @@ class DiffEditMask(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("DiffEditMask"),
+            node_id="DDE_DiffEditMask",
             display_name="DiffEdit Mask",
             category=CAT,
             description="Find where an edit should happen (DiffEdit): noise the picture, compare what the model predicts "
@@ -72,26 +72,26 @@ class DiffEditMask(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
                 smooth, grow, batch_size, reference=None, negative=None, image=None) -> io.NodeOutput:
-        node = "DiffEdit Mask"
-        samples = as_latent(latent, node, "latent", dims=(4,))
-        query = check_conditioning(query, node, "query")
-        reference = check_conditioning(reference, node, "reference", optional=True)
-        negative = check_conditioning(negative, node, "negative", optional=True)
+        samples = as_latent(latent, "latent", dims=(4,))
+        query = check_conditioning(query, "query")
+        reference = check_conditioning(reference, "reference", optional=True)
+        negative = check_conditioning(negative, "negative", optional=True)
         if threshold_method not in core.METHODS:
-            raise NodeInputError(node, "threshold_method", f"one of {core.METHODS}", repr(threshold_method))
+            raise InputError("threshold_method", f"one of {core.METHODS}", repr(threshold_method))
         base = None
         if image is not None:
-            base = pixels.as_images(image, node, "image")
+            base = pixels.as_images(image, "image")
             size = tuple(base.shape[1:3])
         else:
             size = (samples.shape[2] * SCALE, samples.shape[3] * SCALE)
-        diff = diffedit.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size, node)
+        diff = diffedit.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
         heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow)
         if base is not None:
-            base = maps_core.match_batch(base, heat.shape[0], node, "image")
-        shown = core.preview(heat, mask, base)
+            base = maps_core.match_batch(base, heat.shape[0], "image")
+        shown = visual.heat_preview(heat, mask, base)
         return io.NodeOutput(heat, mask, shown, ui=preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
 
 
@@ -113,7 +113,7 @@ class DiffEditEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("DiffEditEdit"),
+            node_id="DDE_DiffEditEdit",
             display_name="DiffEdit Edit",
             category=CAT,
             description="DiffEdit's edit: invert the picture deterministically to the encode ratio with the reference, "
@@ -139,15 +139,15 @@ class DiffEditEdit(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
                 negative=None) -> io.NodeOutput:
-        node = "DiffEdit Edit"
-        as_latent(latent, node, "latent", dims=(4,))
-        query = check_conditioning(query, node, "query")
-        reference = check_conditioning(reference, node, "reference", optional=True)
-        negative = check_conditioning(negative, node, "negative", optional=True)
-        maps = maps_core.apply_polarity(maps_core.as_maps(mask, node, "mask"), invert)
-        out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine, node)
+        as_latent(latent, "latent", dims=(4,))
+        query = check_conditioning(query, "query")
+        reference = check_conditioning(reference, "reference", optional=True)
+        negative = check_conditioning(negative, "negative", optional=True)
+        maps = maps_core.read_change_map(mask, invert, "mask")
+        out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine)
         return io.NodeOutput(out)
 
 
@@ -155,7 +155,7 @@ class DiffEditSamplerNode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("DiffEditSampler"),
+            node_id="DDE_DiffEditSampler",
             display_name="DiffEdit Sampler",
             category=CAT,
             description="DiffEdit as a SAMPLER for SamplerCustomAdvanced: inverts the input latent along the given sigmas "
@@ -166,11 +166,11 @@ class DiffEditSamplerNode(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, mask, refine, invert, reference=None) -> io.NodeOutput:
-        node = "DiffEdit Sampler"
-        reference = check_conditioning(reference, node, "reference", optional=True)
-        maps = maps_core.apply_polarity(maps_core.as_maps(mask, node, "mask"), invert)
-        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node))
+        reference = check_conditioning(reference, "reference", optional=True)
+        maps = maps_core.read_change_map(mask, invert, "mask")
+        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node=cls.GET_SCHEMA().display_name))
 
 
 NODES = [DiffEditMask, DiffEditEdit, DiffEditSamplerNode]

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from . import preview
 from .core import metrics
-from .ids import CATEGORY, node_id
+from .naming import CATEGORY, names_errors
 
 _HELP = {
     "correlation": "Pearson correlation of requested strength and realized change over the pixels (CAM-like; higher "
@@ -24,7 +24,7 @@ class ChangeMapAdherence(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("ChangeMapAdherence"),
+            node_id="DDE_ChangeMapAdherence",
             display_name="Change Map Adherence",
             category=CATEGORY + "/metrics",
             description="How closely an edit follows its change map, from pixels only: correlation of requested and "
@@ -54,6 +54,7 @@ class ChangeMapAdherence(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, original, result, change_map, smooth, invert, calibration="") -> io.NodeOutput:
         res = metrics.adherence(original, result, change_map, calibration, smooth, invert)
         values = [metrics.summary(res[k]) for k in metrics.METRICS]

@@ -10,17 +10,17 @@ from . import sampling
 from .core import maps as maps_core
 from .core import pixels
 from .core.validate import as_latent, check_conditioning
-from .ids import CATEGORY, node_id
+from .naming import CATEGORY, names_errors
 from .inputs import cfg_input, change_map_inputs, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
-def _check_sampling_inputs(node: str, positive, negative, latent_image):
-    check_conditioning(positive, node, "positive")
-    check_conditioning(negative, node, "negative")
-    as_latent(latent_image, node)
+def _check_sampling_inputs(positive, negative, latent_image):
+    check_conditioning(positive, "positive")
+    check_conditioning(negative, "negative")
+    as_latent(latent_image)
 
 
 def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal") -> sampling.ChangeMapSpec:
-    maps = maps_core.apply_polarity(maps_core.as_maps(change_map, node, "change_map"), invert)
+    maps = maps_core.read_change_map(change_map, invert)
     return sampling.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
                                   reference=sampling.Reference(scheduler=scheduler))
 
@@ -29,7 +29,7 @@ class DifferentialKSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("DifferentialKSampler"),
+            node_id="DDE_DifferentialKSampler",
             display_name="Differential KSampler",
             category=CATEGORY + "/sampling",
             description="KSampler with a change map: every pixel gets its own denoising strength (Differential "
@@ -50,9 +50,10 @@ class DifferentialKSampler(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 change_map, mode, invert, strength, softness) -> io.NodeOutput:
-        _check_sampling_inputs("Differential KSampler", positive, negative, latent_image)
+        _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler)
         out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                            latent_image, spec, denoise=denoise)
@@ -63,7 +64,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("DifferentialKSamplerAdvanced"),
+            node_id="DDE_DifferentialKSamplerAdvanced",
             display_name="Differential KSampler (Advanced)",
             category=CATEGORY + "/sampling",
             description="KSamplerAdvanced with a change map. The threshold schedule is global over all steps: two "
@@ -89,10 +90,11 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
                 softness) -> io.NodeOutput:
-        _check_sampling_inputs("Differential KSampler (Advanced)", positive, negative, latent_image)
+        _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler)
         out = sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,
@@ -105,7 +107,7 @@ class ApplyChangeMap(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("ApplyChangeMap"),
+            node_id="DDE_ApplyChangeMap",
             display_name="Apply Change Map to Model",
             category=CATEGORY + "/sampling",
             description="Patch a MODEL so any sampler node (KSampler, SamplerCustomAdvanced, ...) applies this change "
@@ -121,6 +123,7 @@ class ApplyChangeMap(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, change_map, mode, invert, strength, softness, scheduler) -> io.NodeOutput:
         spec = _spec("Apply Change Map to Model", change_map, mode, invert, strength, softness, scheduler)
         return io.NodeOutput(sampling.patch_model(model, spec))
@@ -130,7 +133,7 @@ class CompositeByChangeMap(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("CompositeByChangeMap"),
+            node_id="DDE_CompositeByChangeMap",
             display_name="Composite Original by Change Map",
             category=CATEGORY + "/image",
             description="After VAE decode: put the original pixels back where the map is 0 (the VAE round trip "
@@ -150,10 +153,10 @@ class CompositeByChangeMap(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, original, edited, change_map, blend, feather, invert) -> io.NodeOutput:
-        node = "Composite Original by Change Map"
-        maps = maps_core.apply_polarity(maps_core.as_maps(change_map, node, "change_map"), invert)
-        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather, node))
+        maps = maps_core.read_change_map(change_map, invert)
+        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather))
 
 
 NODES = [DifferentialKSampler, DifferentialKSamplerAdvanced, ApplyChangeMap, CompositeByChangeMap]

@@ -35,7 +35,7 @@ import comfy.utils
 
 from .core import maps as maps_core
 from .core import schedule
-from .core.errors import NodeInputError
+from .core.errors import InputError
 
 KEY = "dde_change_map"
 RUN_KEY = "dde_run"
@@ -66,7 +66,7 @@ class ChangeMapSpec:
     strength: float = 1.0
     reference: Reference = field(default_factory=Reference)
     global_sigmas: torch.Tensor | None = None
-    node: str = "Differential KSampler"
+    node: str = ""   # the display name of the node that made the spec: errors during sampling name it
     input_name: str = "change_map"
 
 
@@ -94,12 +94,15 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
             return float(ks.calculate_sigmas(total_steps)[-(n_steps + 1)])
 
         return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise)
-    raise NodeInputError(spec.node, "mode", f"one of {schedule.MODES}", repr(spec.mode))
+    raise InputError("mode", f"one of {schedule.MODES}", repr(spec.mode), spec.node)
 
 
 def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor, noise_mask, device) -> schedule.DifferentialRun:
     """Fit the map to the latent, combine it with a latent noise mask, compute start steps."""
-    g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.node, spec.input_name)
+    try:
+        g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.input_name)
+    except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
+        raise error.at(spec.node) from None
     if noise_mask is not None:
         g = g * noise_mask[:, :1].to(g.device, torch.float32)
     whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
@@ -144,8 +147,8 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
                   callback=None, disable_pbar=False, seed=None, latent_shapes=None):
     guider = executor.class_obj
     if latent_shapes is not None and len(latent_shapes) > 1:
-        raise NodeInputError(spec.node, "latent_image", "a single latent (not a nested multi-part latent)",
-                             f"{len(latent_shapes)} packed latents")
+        raise InputError("latent_image", "a single latent (not a nested multi-part latent)",
+                         f"{len(latent_shapes)} packed latents", spec.node)
     patcher = guider.model_patcher
     device = patcher.load_device
     run = prepare_run(spec, patcher, latent_image.shape, sigmas, denoise_mask, device)

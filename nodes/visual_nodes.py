@@ -9,10 +9,10 @@ from comfy_api.latest import io
 from . import preview, sampling
 from .core import maps as maps_core
 from .core import visual
-from .core.errors import NodeInputError, describe
+from .core.errors import InputError, describe
 from .core.schedule import free_steps
 from .core.validate import as_latent, check_conditioning
-from .ids import CATEGORY, node_id
+from .naming import CATEGORY, names_errors
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
@@ -23,10 +23,10 @@ def _sampling_inputs() -> list:
     return [steps_input("Sampling steps, as in the sampler you will use."), *sampler_scheduler_inputs()]
 
 
-def _one_latent(latent, node: str) -> torch.Tensor:
-    samples = as_latent(latent, node, dims=(4,))
+def _one_latent(latent) -> torch.Tensor:
+    samples = as_latent(latent, dims=(4,))
     if samples.shape[0] != 1:
-        raise NodeInputError(node, "latent_image", "a LATENT of one image (batch 1)", describe(samples))
+        raise InputError("latent_image", "a LATENT of one image (batch 1)", describe(samples))
     return samples
 
 
@@ -34,7 +34,7 @@ class StrengthFan(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("StrengthFan"),
+            node_id="DDE_StrengthFan",
             display_name="Strength Fan",
             category=CAT,
             description="The paper's Strength Fan: one picture edited at k uniform strengths in one batched run (every "
@@ -63,13 +63,14 @@ class StrengthFan(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, seed, steps, sampler_name, scheduler, cfg, positive, negative, latent_image, vae, strengths,
                 mode, layout, columns) -> io.NodeOutput:
-        node = "Strength Fan"
-        values = visual.parse_strengths(strengths, node)
-        samples = _one_latent(latent_image, node)
-        check_conditioning(positive, node, "positive")
-        check_conditioning(negative, node, "negative")
+        node = cls.GET_SCHEMA().display_name
+        values = visual.parse_strengths(strengths)
+        samples = _one_latent(latent_image)
+        check_conditioning(positive, "positive")
+        check_conditioning(negative, "negative")
         k = len(values)
         batch = {"samples": samples.repeat(k, 1, 1, 1), "batch_index": [0] * k}   # one noise for every panel
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
@@ -86,7 +87,7 @@ class SchedulePreview(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=node_id("SchedulePreview"),
+            node_id="DDE_SchedulePreview",
             display_name="Change Map Schedule Preview",
             category=CAT,
             description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "
@@ -111,16 +112,17 @@ class SchedulePreview(io.ComfyNode):
         )
 
     @classmethod
+    @names_errors
     def execute(cls, model, change_map, steps, sampler_name, scheduler, denoise, mode, invert,
                 latent_image=None) -> io.NodeOutput:
-        node = "Change Map Schedule Preview"
-        maps = maps_core.apply_polarity(maps_core.as_maps(change_map, node, "change_map"), invert)
+        node = cls.GET_SCHEMA().display_name
+        maps = maps_core.read_change_map(change_map, invert)
         if latent_image is not None:
-            shape = tuple(as_latent(latent_image, node).shape)
+            shape = tuple(as_latent(latent_image).shape)
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
         if len(shape) != 4:
-            raise NodeInputError(node, "latent_image", "an image latent (4-D)", f"shape {shape}")
+            raise InputError("latent_image", "an image latent (4-D)", f"shape {shape}")
         spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node)
         run = sampling.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
         start = run.start[:, 0]

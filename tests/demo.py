@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 
 from dde_world import locate  # noqa: E402
 from dde_world.analytic import AnalyticVAE, AnalyticWorld  # noqa: E402
+from dde_world.probes import iou  # noqa: E402
 
 README_IMAGES = {
     "soft_inpainting_gradient.png": "differential_radial.png",
@@ -133,7 +134,7 @@ def run_comfy(w: Writer, comfy_path: str):
     w.png("diffedit_heat.png", heat)
     w.png("diffedit_mask.png", mask)
     w.png("diffedit_edit_panel.png", row(picture, shown, edit_picture))
-    w.say(f"2. DiffEdit: mask IoU with the true changed region {core.iou(mask[0], region):.3f}; "
+    w.say(f"2. DiffEdit: mask IoU with the true changed region {iou(mask[0], region):.3f}; "
           f"outside the mask the latent is unchanged: {torch.equal(edited['samples'][..., ~world.scenes[0].region], src[..., ~world.scenes[0].region])}")
 
     # 3. DiffEdit heat -> semantic change map -> Differential KSampler

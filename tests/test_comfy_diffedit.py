@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from dde_world.probes import iou
+
 SCENES = range(4)
 
 
@@ -38,7 +40,7 @@ def test_mask_iou_with_the_ground_truth_region_for_every_scene(cw, world, mask_n
         assert heat.shape == mask.shape == (1, 256, 256) and shown.shape == (1, 256, 256, 3)
         assert float(heat.min()) == 0.0 and float(heat.max()) == 1.0
         assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
-        score = core.iou(mask[0], gt_mask(world, s))
+        score = iou(mask[0], gt_mask(world, s))
         print(f"{family} scene {s} ({world.scenes[s].name}): IoU {score:.3f}")
         assert score >= 0.9
 
@@ -83,8 +85,8 @@ def test_batched_latents_give_per_image_masks(cw, world, mask_node, core):
     reference = [[torch.cat([world.context(world.reference_id(0)), world.context(world.reference_id(3))]), {}]]
     heat, mask, _ = mask_node(model, query, latent, reference)
     assert mask.shape == (2, 256, 256)
-    assert core.iou(mask[0], gt_mask(world, 0)) >= 0.9
-    assert core.iou(mask[1], gt_mask(world, 3)) >= 0.9
+    assert iou(mask[0], gt_mask(world, 0)) >= 0.9
+    assert iou(mask[1], gt_mask(world, 3)) >= 0.9
 
 
 def test_threshold_methods_and_options(cw, world, mask_node, core):
@@ -92,7 +94,7 @@ def test_threshold_methods_and_options(cw, world, mask_node, core):
     args = (model, cw.conditioning(world, world.query_id(0)), world.latent(0), cw.conditioning(world, world.reference_id(0)))
     gt = gt_mask(world, 0)
     for method in ("clamp", "otsu"):
-        assert core.iou(mask_node(*args, method=method)[1][0], gt) >= 0.85, method
+        assert iou(mask_node(*args, method=method)[1][0], gt) >= 0.85, method
     top10 = mask_node(*args, method="percentile", percentile=0.9)[1].mean().item()
     top30 = mask_node(*args, method="percentile", percentile=0.7)[1].mean().item()
     assert 0.1 <= top10 < top30 and top30 >= 0.3    # at least the asked share (ties at the cut are kept)

@@ -121,7 +121,6 @@ def test_every_node_runs_leaves_inputs_alone_and_stays_in_its_folders(comfy, val
                 if not path.endswith(".pyc") and not any(path.startswith(a + os.sep) or path == a for a in allowed):
                     problems.append(f"{node_id}: {event} {path}")
     assert problems == []
-    assert len(comfy.pack_ids) >= 20
 
 
 def test_the_audit_hook_sees_what_it_should(tmp_path):

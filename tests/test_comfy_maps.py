@@ -13,7 +13,7 @@ MAP_NODES = ["DDE_LinearGradientMap", "DDE_RadialGradientMap", "DDE_AngularGradi
 
 @pytest.fixture(scope="module")
 def Err(comfy):
-    return comfy.module("nodes.core.errors").NodeInputError
+    return comfy.module("nodes.core.errors").InputError
 
 
 def _run(comfy, node_id, **kwargs):

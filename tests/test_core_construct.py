@@ -18,9 +18,9 @@ def C(pack):
 
 @pytest.fixture(scope="module")
 def Err(pack):
-    from dde_pack.nodes.core.errors import NodeInputError
+    from dde_pack.nodes.core.errors import InputError
 
-    return NodeInputError
+    return InputError
 
 
 def _check_map(out, shape):
@@ -60,25 +60,25 @@ def test_ramp_rises_falls_and_steps_strictly_above(C):
     assert C.ramp(x, 0.3, 0.3).tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
 
 
-def test_bad_curve_and_gamma_name_node_and_input(C, Err):
-    with pytest.raises(Err, match=r"^N: input 'curve' expected one of 'linear'"):
-        C.apply_curve(torch.zeros(1), "cubic", 1.0, "N")
-    with pytest.raises(Err, match=r"^N: input 'gamma' expected a number in \(0.0, inf\]"):
-        C.apply_curve(torch.zeros(1), "gamma", 0.0, "N")
+def test_bad_curve_and_gamma_name_the_input(C, Err):
+    with pytest.raises(Err, match=r"^input 'curve' expected one of 'linear'"):
+        C.apply_curve(torch.zeros(1), "cubic", 1.0)
+    with pytest.raises(Err, match=r"^input 'gamma' expected a number in \(0.0, inf\]"):
+        C.apply_curve(torch.zeros(1), "gamma", 0.0)
     with pytest.raises(Err, match=r"input 'gamma' expected a finite number"):
-        C.apply_curve(torch.zeros(1), "gamma", float("nan"), "N")
+        C.apply_curve(torch.zeros(1), "gamma", float("nan"))
 
 
 # -- canvases and gradients ------------------------------------------------------------------------
 
 def test_canvas_from_numbers_image_or_mask(C, Err):
-    assert C.canvas(8, 4, 2, None, "N") == (2, 4, 8)
-    assert C.canvas(8, 4, 2, torch.zeros(3, 5, 6, 3), "N") == (3, 5, 6)
-    assert C.canvas(8, 4, 2, torch.zeros(1, 7, 9), "N") == (1, 7, 9)
-    with pytest.raises(Err, match="N: input 'width' expected a whole number of at least 1"):
-        C.canvas(0, 4, 1, None, "N")
-    with pytest.raises(Err, match="N: input 'reference'"):
-        C.canvas(8, 4, 1, torch.full((1, 4, 4), float("nan")), "N")
+    assert C.canvas(8, 4, 2, None) == (2, 4, 8)
+    assert C.canvas(8, 4, 2, torch.zeros(3, 5, 6, 3)) == (3, 5, 6)
+    assert C.canvas(8, 4, 2, torch.zeros(1, 7, 9)) == (1, 7, 9)
+    with pytest.raises(Err, match="input 'width' expected a whole number of at least 1"):
+        C.canvas(0, 4, 1, None)
+    with pytest.raises(Err, match="input 'reference'"):
+        C.canvas(8, 4, 1, torch.full((1, 4, 4), float("nan")))
 
 
 def test_linear_gradient_exact_values(C):
@@ -105,7 +105,7 @@ def test_radial_gradient_exact_values_in_fractions_of_the_short_side(C, Err):
     hard = C.radial_gradient((1, 8, 8), 0.5, 0.5, 0.25, 0.25)[0]
     assert set(hard.unique().tolist()) == {0.0, 1.0}
     assert hard[4, 5].item() == 1.0 and hard[4, 6].item() == 0.0   # d = 1.58 <= 2, d = 2.55 > 2
-    with pytest.raises(Err, match="Radial Gradient Change Map: input 'outer_radius' expected at least inner_radius"):
+    with pytest.raises(Err, match="input 'outer_radius' expected at least inner_radius"):
         C.radial_gradient((1, 8, 8), 0.5, 0.5, 0.5, 0.25)
 
 
@@ -182,7 +182,7 @@ def test_feather_exact_gaussian_and_floor(C, Err):
     assert bool((outward[3:9, 3:9] == 1.0).all()) and outward[3, 2].item() > 0
     assert bool((inward[block[0] == 0] == 0).all()) and 0 < inward[3, 3].item() < 1
     assert torch.equal(C.feather(block, 0, 0.0, "both"), block)
-    with pytest.raises(Err, match="Feather Change Map: input 'radius'"):
+    with pytest.raises(Err, match="input 'radius'"):
         C.feather(block, -1)
     with pytest.raises(Err, match="input 'mode'"):
         C.feather(block, 2, 0.0, "sideways")
@@ -205,7 +205,7 @@ def test_channel_map_luma_and_channels(C, Err):
     assert torch.equal(img, before)
     grey = torch.full((1, 2, 2, 1), 0.3)
     assert C.channel_map(grey, "luminance (Rec. 601)")[0, 0, 0].item() == pytest.approx(0.3)
-    with pytest.raises(Err, match="Change Map from Image: input 'image' expected an IMAGE with an alpha channel"):
+    with pytest.raises(Err, match="input 'image' expected an IMAGE with an alpha channel"):
         C.channel_map(img[..., :3], "alpha")
     with pytest.raises(Err, match="input 'channel'"):
         C.channel_map(img, "hue")
@@ -235,9 +235,9 @@ def test_semantic_map_formula(C, Err):
     assert C.semantic_map(torch.zeros(1, 2, 2), 0.3, 1.0, 1.0, normalize=True).unique().tolist() == pytest.approx([0.3])
     reverse = C.semantic_map(heat, 0.9, 0.1, 1.0)
     assert reverse[0, 0].tolist() == pytest.approx([0.9, 0.5, 0.1])
-    with pytest.raises(Err, match="Semantic Change Map: input 'ceiling' expected a number in \\[0.0, 1.0\\]"):
+    with pytest.raises(Err, match="input 'ceiling' expected a number in \\[0.0, 1.0\\]"):
         C.semantic_map(heat, 0.0, 1.5, 1.0)
-    with pytest.raises(Err, match="Semantic Change Map: input 'heat'"):
+    with pytest.raises(Err, match="input 'heat'"):
         C.semantic_map(torch.ones(2, 3, 4, 5), 0.0, 1.0, 1.0)
 
 
@@ -261,7 +261,7 @@ def test_combine_resizes_b_and_broadcasts_batch(C, Err):
     out = C.combine(a, b, "max")
     _check_map(out, (3, 4, 4))
     assert out[2, :2, :2].unique().tolist() == [1.0] and out[2, 2:, 2:].unique().tolist() == [0.0]
-    with pytest.raises(Err, match=r"Combine Change Maps: input 'map_b' expected 1 map or 3 maps"):
+    with pytest.raises(Err, match=r"input 'map_b' expected 1 map or 3 maps"):
         C.combine(torch.zeros(3, 4, 4), torch.zeros(2, 4, 4), "min")
     with pytest.raises(Err, match="input 'operation'"):
         C.combine(a, b, "xor")
@@ -285,7 +285,7 @@ def test_quantize_gives_exactly_n_levels_on_a_ramp(C, Err):
         assert levels.tolist() == pytest.approx([i / (n - 1) for i in range(n)])
     assert C.quantize(torch.tensor([[[0.125, 0.124, 0.375]]]), 5)[0, 0].tolist() == [0.25, 0.0, 0.5]   # halves round up
     for bad in (1, 0, 2.5, True):
-        with pytest.raises(Err, match="Quantize Change Map: input 'levels' expected a whole number of levels >= 2"):
+        with pytest.raises(Err, match="input 'levels' expected a whole number of levels >= 2"):
             C.quantize(ramp, bad)
 
 
@@ -300,20 +300,20 @@ def test_invert_twice_is_identity_and_stabilize_snaps_exactly(C, Err, pack):
     assert out.tolist() == [0.0, 0.0, 0.0, pytest.approx(0.021), 0.5, pytest.approx(0.979), 1.0, 1.0, 1.0]
     assert torch.equal(x, before)
     assert torch.equal(C.stabilize(x, 0.0), x)
-    with pytest.raises(Err, match=r"Stabilize Change Map: input 'epsilon' expected a number in \[0.0, 0.5\)"):
+    with pytest.raises(Err, match=r"input 'epsilon' expected a number in \[0.0, 0.5\)"):
         C.stabilize(x, 0.5)
 
 
-def test_nan_and_bad_shapes_name_node_and_input(C, Err):
+def test_nan_and_bad_shapes_name_the_input(C, Err):
     nan = torch.tensor([[[float("nan"), 0.5]]])
-    calls = [(lambda: C.quantize(nan, 3), "Quantize Change Map", "change_map"),
-             (lambda: C.stabilize(nan, 0.1), "Stabilize Change Map", "change_map"),
-             (lambda: C.combine(torch.zeros(1, 1, 2), nan, "min"), "Combine Change Maps", "map_b"),
-             (lambda: C.feather(nan, 2), "Feather Change Map", "mask"),
-             (lambda: C.distance_falloff(nan, 1, 2), "Distance Falloff Change Map", "mask"),
-             (lambda: C.semantic_map(nan), "Semantic Change Map", "heat")]
-    for call, node, name in calls:
-        with pytest.raises(Err, match=rf"^{re.escape(node)}: input '{name}' expected finite values"):
+    calls = [(lambda: C.quantize(nan, 3), "change_map"),
+             (lambda: C.stabilize(nan, 0.1), "change_map"),
+             (lambda: C.combine(torch.zeros(1, 1, 2), nan, "min"), "map_b"),
+             (lambda: C.feather(nan, 2), "mask"),
+             (lambda: C.distance_falloff(nan, 1, 2), "mask"),
+             (lambda: C.semantic_map(nan), "heat")]
+    for call, name in calls:
+        with pytest.raises(Err, match=rf"^input '{name}' expected finite values"):
             call()
     with pytest.raises(Err, match="input 'change_map' expected a MASK of shape"):
         C.quantize(torch.zeros(2, 2, 2, 2), 3)

@@ -12,23 +12,23 @@ def M(pack):
 
 
 def test_as_maps_shapes_clamp_and_errors(M, pack):
-    from dde_pack.nodes.core.errors import NodeInputError
+    from dde_pack.nodes.core.errors import InputError
 
-    assert M.as_maps(torch.ones(4, 5), "N", "m").shape == (1, 4, 5)
-    assert M.as_maps(torch.ones(2, 1, 4, 5), "N", "m").shape == (2, 4, 5)
-    assert M.as_maps(torch.tensor([[-1.0, 2.0]]), "N", "m").tolist() == [[[0.0, 1.0]]]
-    with pytest.raises(NodeInputError, match=r"N: input 'm' expected finite values in 0..1, got 1 NaN"):
-        M.as_maps(torch.tensor([[float("nan"), 0.5]]), "N", "m")
-    with pytest.raises(NodeInputError, match="shape"):
-        M.as_maps(torch.ones(2, 3, 4, 5), "N", "m")
-    with pytest.raises(NodeInputError):
-        M.as_maps("white", "N", "m")
+    assert M.as_maps(torch.ones(4, 5), "m").shape == (1, 4, 5)
+    assert M.as_maps(torch.ones(2, 1, 4, 5), "m").shape == (2, 4, 5)
+    assert M.as_maps(torch.tensor([[-1.0, 2.0]]), "m").tolist() == [[[0.0, 1.0]]]
+    with pytest.raises(InputError, match=r"input 'm' expected finite values in 0..1, got 1 NaN"):
+        M.as_maps(torch.tensor([[float("nan"), 0.5]]), "m")
+    with pytest.raises(InputError, match="shape"):
+        M.as_maps(torch.ones(2, 3, 4, 5), "m")
+    with pytest.raises(InputError):
+        M.as_maps("white", "m")
 
 
 def test_input_is_never_mutated(M):
     x = torch.tensor([[[1.5, -0.5]]])
     before = x.clone()
-    M.apply_polarity(M.as_maps(x, "N", "m"), True)
+    M.apply_polarity(M.as_maps(x, "m"), True)
     assert torch.equal(x, before)
 
 
@@ -42,20 +42,20 @@ def test_resize_is_area_average_when_shrinking(M):
 
 
 def test_batch_rules(M, pack):
-    from dde_pack.nodes.core.errors import NodeInputError
+    from dde_pack.nodes.core.errors import InputError
 
     one = torch.rand(1, 8, 8)
-    assert M.match_batch(one, 3, "N", "m").shape == (3, 8, 8)
-    with pytest.raises(NodeInputError, match="1 map or 3 maps"):
-        M.match_batch(torch.rand(2, 8, 8), 3, "N", "m")
+    assert M.match_batch(one, 3, "m").shape == (3, 8, 8)
+    with pytest.raises(InputError, match="1 map or 3 maps"):
+        M.match_batch(torch.rand(2, 8, 8), 3, "m")
 
 
 def test_maps_for_video_latent(M, pack):
-    from dde_pack.nodes.core.errors import NodeInputError
+    from dde_pack.nodes.core.errors import InputError
 
     per_frame = torch.stack([torch.full((16, 16), float(i) / 4) for i in range(5)])
-    out = M.maps_for_latent(per_frame, (2, 16, 5, 2, 2), "N", "m")
+    out = M.maps_for_latent(per_frame, (2, 16, 5, 2, 2), "m")
     assert out.shape == (2, 1, 5, 2, 2)
     assert out[1, 0, :, 0, 0].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
-    with pytest.raises(NodeInputError, match="one per latent frame"):
-        M.maps_for_latent(torch.rand(3, 16, 16), (2, 16, 5, 2, 2), "N", "m")
+    with pytest.raises(InputError, match="one per latent frame"):
+        M.maps_for_latent(torch.rand(3, 16, 16), (2, 16, 5, 2, 2), "m")

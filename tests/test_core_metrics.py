@@ -36,12 +36,12 @@ def test_realized_change_is_mean_abs_rgb_difference_area_resized():
     assert full[0, 0, 0].item() == pytest.approx(0.6) and full.sum().item() == pytest.approx(0.6)
     grid = M.realized_change(orig, res, (2, 2))
     assert grid[0].flatten().tolist() == pytest.approx([0.15, 0.0, 0.0, 0.0])
-    with pytest.raises(M.NodeInputError,
-                       match=r"Change Map Adherence: input 'result' expected an IMAGE of the original's size"):
+    with pytest.raises(M.InputError,
+                       match=r"input 'result' expected an IMAGE of the original's size"):
         M.realized_change(orig, torch.zeros(1, 4, 5, 4), (2, 2))
-    with pytest.raises(M.NodeInputError, match="input 'result' expected finite pixel values"):
+    with pytest.raises(M.InputError, match="input 'result' expected finite pixel values"):
         M.realized_change(orig, torch.full((1, 4, 4, 4), float("nan")), (2, 2))
-    with pytest.raises(M.NodeInputError, match="input 'smooth'"):
+    with pytest.raises(M.InputError, match="input 'smooth'"):
         M.realized_change(orig, res, (2, 2), -1)
 
 
@@ -62,7 +62,7 @@ def test_calibration_parsing():
     assert M.parse_calibration("  ") is None and M.parse_calibration(None) is None
     for bad, why in (("0:0, 1", "pairs of two numbers"), ("0:0, 2:0.1", "strengths in 0..1"),
                      ("0:0.1, 1:0.1", "at least two pairs"), ("[[0, 0", "valid JSON")):
-        with pytest.raises(M.NodeInputError, match=rf"Change Map Adherence: input 'calibration' expected {why}"):
+        with pytest.raises(M.InputError, match=rf"input 'calibration' expected {why}"):
             M.parse_calibration(bad)
 
 
@@ -196,9 +196,9 @@ def test_batches_broadcast_and_mismatches_name_the_input():
     out = M.adherence(orig, res, torch.ones(1, 8, 8))
     assert out["mean_change"].tolist() == pytest.approx([0.0, 0.4, 0.0])
     assert out["calibrated"].shape == (3, 8, 8) and out["calibrated"].dtype == torch.float32
-    with pytest.raises(M.NodeInputError, match="Change Map Adherence: input 'change_map' expected 1 map or 3 maps"):
+    with pytest.raises(M.InputError, match="input 'change_map' expected 1 map or 3 maps"):
         M.adherence(orig, res, torch.ones(2, 8, 8))
-    with pytest.raises(M.NodeInputError, match="input 'change_map' expected finite values"):
+    with pytest.raises(M.InputError, match="input 'change_map' expected finite values"):
         M.adherence(orig, res, torch.full((1, 8, 8), float("nan")))
 
 
@@ -223,7 +223,7 @@ def test_command_line_prints_a_table_and_json(tmp_path):
     _png(tmp_path / "r.png", orig + 0.4 * m[..., None])
     _png(tmp_path / "m.png", m)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    args = [sys.executable, "-m", "nodes.core.metrics", str(tmp_path / "o.png"), str(tmp_path / "r.png"),
+    args = [sys.executable, os.path.join("benchmarks", "adherence.py"), str(tmp_path / "o.png"), str(tmp_path / "r.png"),
             str(tmp_path / "m.png")]
     table = subprocess.run(args, cwd=PACK_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr
@@ -236,6 +236,6 @@ def test_command_line_prints_a_table_and_json(tmp_path):
     assert data["leakage"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert data["grid"] == [32, 32] and "2-point" in data["calibration"]
     _png(tmp_path / "small.png", orig[:16])
-    bad = subprocess.run(args[:4] + [str(tmp_path / "small.png"), str(tmp_path / "m.png")], cwd=PACK_ROOT, env=env,
+    bad = subprocess.run(args[:3] + [str(tmp_path / "small.png"), str(tmp_path / "m.png")], cwd=PACK_ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "input 'result' expected an IMAGE of the original's size" in bad.stderr

@@ -1,5 +1,5 @@
 """Property-based tests of the pure core: random shapes, dtypes and values never raise anything but
-NodeInputError, and every output stays in its documented range."""
+InputError, and every output stays in its documented range."""
 
 import math
 
@@ -52,9 +52,9 @@ def tensors(draw, min_dims=1, max_dims=5, max_side=12):
 @given(x=tensors())
 def test_as_maps_accepts_or_names_the_input(core, x):
     try:
-        m = core.maps.as_maps(x, "Node", "map")
-    except core.errors.NodeInputError as e:
-        assert str(e).startswith("Node: input 'map' expected")
+        m = core.maps.as_maps(x, "map")
+    except core.errors.InputError as e:
+        assert str(e).startswith("input 'map' expected")
         return
     assert m.dtype == torch.float32 and m.ndim == 3 and m.numel() > 0
     assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
@@ -64,8 +64,8 @@ def test_as_maps_accepts_or_names_the_input(core, x):
 @given(x=tensors(min_dims=3, max_dims=3), h=st.integers(1, 40), w=st.integers(1, 40))
 def test_resize_keeps_range_and_shape(core, x, h, w):
     try:
-        m = core.maps.as_maps(x, "N", "m")
-    except core.errors.NodeInputError:
+        m = core.maps.as_maps(x, "m")
+    except core.errors.InputError:
         return
     out = core.maps.resize_maps(m, (h, w))
     assert out.shape == (m.shape[0], h, w)
@@ -77,9 +77,9 @@ def test_resize_keeps_range_and_shape(core, x, h, w):
 def test_maps_for_latent_shape_or_error(core, n, shape):
     maps = torch.rand(n, 9, 7)
     try:
-        out = core.maps.maps_for_latent(maps, shape, "N", "change_map")
-    except core.errors.NodeInputError as e:
-        assert "N: input" in str(e)
+        out = core.maps.maps_for_latent(maps, shape, "change_map")
+    except core.errors.InputError as e:
+        assert str(e).startswith("input '")
         return
     assert out.shape[0] == shape[0] and out.shape[1] == 1 and tuple(out.shape[2:]) == tuple(shape[2:])
 
@@ -88,8 +88,8 @@ def test_maps_for_latent_shape_or_error(core, n, shape):
 @given(x=tensors(min_dims=1, max_dims=3), n=st.integers(0, 60))
 def test_start_steps_are_steps_or_never_and_monotone(core, x, n):
     try:
-        g = core.maps.as_maps(x if x.ndim >= 2 else x.reshape(1, -1), "N", "m")
-    except core.errors.NodeInputError:
+        g = core.maps.as_maps(x if x.ndim >= 2 else x.reshape(1, -1), "m")
+    except core.errors.InputError:
         return
     sigmas = [float(n - i) for i in range(n + 1)]
     for k in (core.schedule.start_steps_step(g, n),
@@ -109,8 +109,8 @@ def test_start_steps_are_steps_or_never_and_monotone(core, x, n):
        strength=st.floats(0, 1), dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
 def test_step_mask_in_range(core, x, idx, softness, strength, dtype):
     try:
-        g = core.maps.as_maps(x, "N", "m").unsqueeze(1)
-    except core.errors.NodeInputError:
+        g = core.maps.as_maps(x, "m").unsqueeze(1)
+    except core.errors.InputError:
         return
     run = core.schedule.DifferentialRun(start=core.schedule.start_steps_step(g, 20), strength_map=g,
                                         sigmas=torch.linspace(20, 0, 21), n_steps=20, softness=softness, strength=strength)
@@ -137,21 +137,29 @@ def test_heat_and_mask_ranges(core, b, h, w, out, method, smooth, grow, const):
 def test_composite_range_and_exact_keep(core, o, feather, blend):
     edit = torch.rand(o.shape) if o.numel() else o
     maps = torch.rand(1, 3, 3)
+    maps[:, :, 0] = 0.0      # a kept column: whatever the feather, those pixels are the original's
     try:
-        out = core.pixels.composite(o, edit, maps, blend, feather, "N")
-    except core.errors.NodeInputError as e:
-        assert "N: input" in str(e)
+        out = core.pixels.composite(o, edit, maps, blend, feather)
+    except core.errors.InputError as e:
+        assert str(e).startswith("input '")
         return
     assert out.shape[1:] == o.shape[1:]
     assert bool(torch.isfinite(out).all())
+    kept = (core.maps.resize_maps(maps, o.shape[1:3]) == 0).unsqueeze(-1).expand(out.shape)
+    original = o.to(torch.float32).expand(out.shape)
+    assert bool(kept.any()) or o.shape[2] < 3    # from 3 columns up, the first one stays 0
+    assert torch.equal(out[kept], original[kept])
+    lo = torch.minimum(original, edit.to(torch.float32).expand(out.shape))
+    hi = torch.maximum(original, edit.to(torch.float32).expand(out.shape))
+    assert bool(((out >= lo - 1e-6) & (out <= hi + 1e-6)).all())   # a blend never leaves the two pictures' range
 
 
 @SETTINGS
 @given(text=st.text(max_size=40))
 def test_parse_strengths(core, text):
     try:
-        values = core.visual.parse_strengths(text, "Fan")
-    except core.errors.NodeInputError as e:
-        assert str(e).startswith("Fan: input 'strengths'")
+        values = core.visual.parse_strengths(text)
+    except core.errors.InputError as e:
+        assert str(e).startswith("input 'strengths'")
         return
     assert 1 <= len(values) <= 64 and all(0 <= v <= 1 for v in values)

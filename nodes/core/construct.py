@@ -1,7 +1,7 @@
 """Building and reshaping change maps: gradients, maps from masks, images and DiffEdit heat, operations.
 
 Every function returns float32 ``(B,H,W)`` maps in 0..1, white (1) = change, and never modifies
-its inputs. Bad input raises :class:`NodeInputError` naming the node and the input.
+its inputs. Bad input raises :class:`InputError` naming the input.
 
 Geometry. Pixel ``(row y, column x)`` is sampled at its centre ``(x + 0.5, y + 0.5)`` in pixel
 units on the continuous canvas ``[0, W] x [0, H]``; x points right, y points down, so angles
@@ -21,8 +21,8 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from .errors import NodeInputError, describe
-from .maps import apply_polarity, as_maps, blur_maps, match_batch, resize_maps
+from .errors import InputError, describe
+from .maps import apply_polarity, as_maps, blur_maps, match_batch, read_change_map, resize_maps
 from .pixels import as_images
 
 #: ``curve(t)`` for t in 0..1; every curve maps 0 -> 0 and 1 -> 1 and is non-decreasing.
@@ -48,24 +48,24 @@ COMBINE_OPS = ("min", "max", "multiply", "add", "subtract", "screen", "lerp")
 
 # -- small validation helpers ----------------------------------------------------------------------
 
-def check_number(value, node: str, input_name: str, lo: float | None = None, hi: float | None = None,
+def check_number(value, input_name: str, lo: float | None = None, hi: float | None = None,
                  lo_open: bool = False, hi_open: bool = False) -> float:
     """A finite number in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude that end); returns it as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NodeInputError(node, input_name, "a finite number", describe(value))
+        raise InputError(input_name, "a finite number", describe(value))
     low_bad = lo is not None and (value <= lo if lo_open else value < lo)
     high_bad = hi is not None and (value >= hi if hi_open else value > hi)
     if low_bad or high_bad:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
         span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise NodeInputError(node, input_name, f"a number in {span}", repr(value))
+        raise InputError(input_name, f"a number in {span}", repr(value))
     return float(value)
 
 
-def check_choice(value, choices, node: str, input_name: str) -> str:
+def check_choice(value, choices, input_name: str) -> str:
     if value not in choices:
-        raise NodeInputError(node, input_name, "one of " + ", ".join(repr(c) for c in choices), repr(value))
+        raise InputError(input_name, "one of " + ", ".join(repr(c) for c in choices), repr(value))
     return value
 
 
@@ -78,46 +78,46 @@ def ramp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
-def apply_curve(t: torch.Tensor, curve: str, gamma: float = 1.0, node: str = "curve",
+def apply_curve(t: torch.Tensor, curve: str, gamma: float = 1.0,
                 input_name: str = "curve") -> torch.Tensor:
     """``curve(t)`` for ``t`` in 0..1 (clamped first). ``gamma`` (> 0) is used by the ``gamma`` curve only."""
-    check_choice(curve, CURVES, node, input_name)
-    gamma = check_number(gamma, node, "gamma", 0.0, None, lo_open=True)
+    check_choice(curve, CURVES, input_name)
+    gamma = check_number(gamma, "gamma", 0.0, None, lo_open=True)
     return CURVES[curve](t.clamp(0.0, 1.0), gamma).clamp(0.0, 1.0).to(torch.float32)
 
 
-def shape(t: torch.Tensor, curve: str, gamma: float, invert: bool, node: str) -> torch.Tensor:
+def shape(t: torch.Tensor, curve: str, gamma: float, invert: bool) -> torch.Tensor:
     """The constructors' last step: ``curve(t)``, then ``1 - that`` if ``invert``."""
-    return apply_polarity(apply_curve(t, curve, gamma, node), bool(invert)).contiguous()
+    return apply_polarity(apply_curve(t, curve, gamma), bool(invert)).contiguous()
 
 
 def levels(change_map, in_low: float, in_high: float, out_low: float, out_high: float,
-           curve: str = "linear", gamma: float = 1.0, node: str = "Change Map Curves") -> torch.Tensor:
+           curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
     """``out_low + (out_high - out_low) * curve(ramp(m, in_low, in_high))``.
 
     ``ramp`` is ``clamp((m - in_low) / (in_high - in_low), 0, 1)`` (a step ``m > in_low`` when
     ``in_low == in_high``). All four levels are in 0..1, so the result is too.
     """
-    maps = as_maps(change_map, node, "change_map")
-    in_low, in_high, out_low, out_high = [check_number(v, node, n, 0.0, 1.0) for v, n in (
+    maps = as_maps(change_map, "change_map")
+    in_low, in_high, out_low, out_high = [check_number(v, n, 0.0, 1.0) for v, n in (
         (in_low, "in_low"), (in_high, "in_high"), (out_low, "out_low"), (out_high, "out_high"))]
-    t = apply_curve(ramp(maps, in_low, in_high), curve, gamma, node)
+    t = apply_curve(ramp(maps, in_low, in_high), curve, gamma)
     return (out_low + (out_high - out_low) * t).clamp(0.0, 1.0).to(torch.float32)
 
 
 # -- canvases and gradients ------------------------------------------------------------------------
 
-def canvas(width: int, height: int, batch: int, reference, node: str) -> tuple[int, int, int]:
+def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, int]:
     """``(batch, height, width)`` of a new map: the reference's (IMAGE ``B,H,W,C`` or MASK) or the numbers."""
     if reference is not None:
         if isinstance(reference, torch.Tensor) and reference.ndim == 4 and reference.shape[-1] <= 4:
-            ref = as_images(reference, node, "reference")
+            ref = as_images(reference, "reference")
             return int(ref.shape[0]), int(ref.shape[1]), int(ref.shape[2])
-        ref = as_maps(reference, node, "reference")
+        ref = as_maps(reference, "reference")
         return int(ref.shape[0]), int(ref.shape[1]), int(ref.shape[2])
     for value, name in ((width, "width"), (height, "height"), (batch, "batch_size")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NodeInputError(node, name, "a whole number of at least 1", describe(value))
+            raise InputError(name, "a whole number of at least 1", describe(value))
     return int(batch), int(height), int(width)
 
 
@@ -133,7 +133,7 @@ def _batched(t: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def linear_gradient(size, angle: float, offset: float, curve: str = "linear", gamma: float = 1.0,
-                    invert: bool = False, node: str = "Linear Gradient Change Map") -> torch.Tensor:
+                    invert: bool = False) -> torch.Tensor:
     """0 at the back of the canvas, 1 at the front, along the direction ``angle`` (degrees).
 
     ``p = (x_c - W/2) cos a + (y_c - H/2) sin a`` (projection of the pixel centre on the
@@ -142,20 +142,19 @@ def linear_gradient(size, angle: float, offset: float, curve: str = "linear", ga
     ``offset`` (a fraction of that length) slides the ramp forwards.
     """
     b, h, w = size
-    angle = check_number(angle, node, "angle")
-    offset = check_number(offset, node, "offset", -1.0, 1.0)
+    angle = check_number(angle, "angle")
+    offset = check_number(offset, "offset", -1.0, 1.0)
     a = math.radians(angle)
     c, s = math.cos(a), math.sin(a)
     y, x = pixel_centres(h, w)
     p = (x - w / 2.0) * c + (y - h / 2.0) * s
     half = (w / 2.0) * abs(c) + (h / 2.0) * abs(s)
     t = (0.5 + p / (2.0 * half) - offset).clamp(0.0, 1.0)
-    return _batched(shape(t, curve, gamma, invert, node), b)
+    return _batched(shape(t, curve, gamma, invert), b)
 
 
 def radial_gradient(size, centre_x: float, centre_y: float, inner_radius: float, outer_radius: float,
-                    curve: str = "linear", gamma: float = 1.0, invert: bool = False,
-                    node: str = "Radial Gradient Change Map") -> torch.Tensor:
+                    curve: str = "linear", gamma: float = 1.0, invert: bool = False) -> torch.Tensor:
     """1 within ``inner_radius`` of the centre, falling to 0 at ``outer_radius``.
 
     Centre ``(centre_x W, centre_y H)``; radii are fractions of ``S = min(H, W)`` (0.5 reaches
@@ -164,22 +163,21 @@ def radial_gradient(size, centre_x: float, centre_y: float, inner_radius: float,
     1 where ``d <= inner S``).
     """
     b, h, w = size
-    cx = check_number(centre_x, node, "centre_x", -1.0, 2.0)
-    cy = check_number(centre_y, node, "centre_y", -1.0, 2.0)
-    inner = check_number(inner_radius, node, "inner_radius", 0.0, None)
-    outer = check_number(outer_radius, node, "outer_radius", 0.0, None)
+    cx = check_number(centre_x, "centre_x", -1.0, 2.0)
+    cy = check_number(centre_y, "centre_y", -1.0, 2.0)
+    inner = check_number(inner_radius, "inner_radius", 0.0, None)
+    outer = check_number(outer_radius, "outer_radius", 0.0, None)
     if outer < inner:
-        raise NodeInputError(node, "outer_radius", f"at least inner_radius ({inner})", repr(outer))
+        raise InputError("outer_radius", f"at least inner_radius ({inner})", repr(outer))
     y, x = pixel_centres(h, w)
     d = torch.sqrt((x - cx * w) ** 2 + (y - cy * h) ** 2)
     side = float(min(h, w))
     t = 1.0 - ramp(d, inner * side, outer * side)
-    return _batched(shape(t, curve, gamma, invert, node), b)
+    return _batched(shape(t, curve, gamma, invert), b)
 
 
 def angular_gradient(size, centre_x: float, centre_y: float, start_angle: float, mirror: bool = False,
-                     curve: str = "linear", gamma: float = 1.0, invert: bool = False,
-                     node: str = "Angular Gradient Change Map") -> torch.Tensor:
+                     curve: str = "linear", gamma: float = 1.0, invert: bool = False) -> torch.Tensor:
     """A sweep around the centre: 0 at ``start_angle``, rising clockwise to 1 just before a full turn.
 
     ``theta = atan2(y_c - cy H, x_c - cx W)`` in degrees (clockwise on screen, 0 = right),
@@ -187,15 +185,15 @@ def angular_gradient(size, centre_x: float, centre_y: float, start_angle: float,
     start angle, 1 opposite it, no jump). The centre pixel itself reads ``theta = 0``.
     """
     b, h, w = size
-    cx = check_number(centre_x, node, "centre_x", -1.0, 2.0)
-    cy = check_number(centre_y, node, "centre_y", -1.0, 2.0)
-    start = check_number(start_angle, node, "start_angle")
+    cx = check_number(centre_x, "centre_x", -1.0, 2.0)
+    cy = check_number(centre_y, "centre_y", -1.0, 2.0)
+    start = check_number(start_angle, "start_angle")
     y, x = pixel_centres(h, w)
     theta = torch.rad2deg(torch.atan2(y - cy * h, x - cx * w).to(torch.float64))
     t = (torch.remainder(theta - start, 360.0) / 360.0).to(torch.float32)
     if mirror:
         t = 1.0 - (2.0 * t - 1.0).abs()
-    return _batched(shape(t, curve, gamma, invert, node), b)
+    return _batched(shape(t, curve, gamma, invert), b)
 
 
 # -- from a mask -----------------------------------------------------------------------------------
@@ -228,26 +226,24 @@ def distance_to_mask(inside: torch.Tensor, limit: float) -> torch.Tensor:
 
 
 def distance_falloff(mask, inner: float, outer: float, threshold: float = 0.5, curve: str = "linear",
-                     gamma: float = 1.0, invert: bool = False,
-                     node: str = "Distance Falloff Change Map") -> torch.Tensor:
+                     gamma: float = 1.0, invert: bool = False) -> torch.Tensor:
     """A soft-inpainting map from a hard mask: 1 inside and up to ``inner`` px outside, 0 from ``outer`` px.
 
     Inside = mask ``>= threshold``. ``d`` = exact Euclidean distance in pixels to the nearest
     inside pixel (:func:`distance_to_mask`), ``t = 1 - clamp((d - inner) / (outer - inner), 0, 1)``
     (``inner == outer``: 1 where ``d <= inner``). A mask with no inside pixel gives t = 0 everywhere.
     """
-    maps = as_maps(mask, node, "mask")
-    inner = check_number(inner, node, "inner", 0.0, None)
-    outer = check_number(outer, node, "outer", 0.0, None)
-    threshold = check_number(threshold, node, "threshold", 0.0, 1.0, lo_open=True)
+    maps = as_maps(mask, "mask")
+    inner = check_number(inner, "inner", 0.0, None)
+    outer = check_number(outer, "outer", 0.0, None)
+    threshold = check_number(threshold, "threshold", 0.0, 1.0, lo_open=True)
     if outer < inner:
-        raise NodeInputError(node, "outer", f"at least inner ({inner})", repr(outer))
+        raise InputError("outer", f"at least inner ({inner})", repr(outer))
     d = distance_to_mask(maps >= threshold, outer)
-    return shape(1.0 - ramp(d, inner, outer), curve, gamma, invert, node)
+    return shape(1.0 - ramp(d, inner, outer), curve, gamma, invert)
 
 
-def feather(mask, radius: int, floor: float = 0.0, mode: str = "both",
-            node: str = "Feather Change Map") -> torch.Tensor:
+def feather(mask, radius: int, floor: float = 0.0, mode: str = "both") -> torch.Tensor:
     """``out = floor + (1 - floor) * F`` with ``F`` the Gaussian-feathered mask.
 
     ``both``: ``F = blur(m)``; ``outward``: ``max(m, blur(m))`` (never lowers a pixel, the edge
@@ -255,11 +251,11 @@ def feather(mask, radius: int, floor: float = 0.0, mode: str = "both",
     The blur is :func:`blur_maps`: a pixel more than ``radius`` px (along rows or columns) from
     every non-zero mask pixel keeps ``F = 0``, i.e. exactly ``floor``.
     """
-    maps = as_maps(mask, node, "mask")
+    maps = as_maps(mask, "mask")
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise NodeInputError(node, "radius", "a whole number of pixels >= 0", describe(radius))
-    floor = check_number(floor, node, "floor", 0.0, 1.0)
-    check_choice(mode, FEATHER_MODES, node, "mode")
+        raise InputError("radius", "a whole number of pixels >= 0", describe(radius))
+    floor = check_number(floor, "floor", 0.0, 1.0)
+    check_choice(mode, FEATHER_MODES, "mode")
     blurred = blur_maps(maps, radius)
     if mode == "outward":
         blurred = torch.maximum(maps, blurred)
@@ -270,7 +266,7 @@ def feather(mask, radius: int, floor: float = 0.0, mode: str = "both",
 
 # -- from an image ---------------------------------------------------------------------------------
 
-def channel_map(image, channel: str, invert: bool = False, node: str = "Change Map from Image",
+def channel_map(image, channel: str, invert: bool = False,
                 input_name: str = "image") -> torch.Tensor:
     """One value per pixel of an IMAGE: a luma or one channel, clamped to 0..1.
 
@@ -279,19 +275,19 @@ def channel_map(image, channel: str, invert: bool = False, node: str = "Change M
     ``kornia.color.rgb_to_grayscale``. ``red/green/blue/alpha``: that channel (alpha needs a
     4-channel image; 1 = opaque). A 1-channel image is grey: its luma and R, G, B are that channel.
     """
-    img = as_images(image, node, input_name)
-    check_choice(channel, CHANNELS, node, "channel")
+    img = as_images(image, input_name)
+    check_choice(channel, CHANNELS, "channel")
     c = img.shape[-1]
     pick = CHANNELS[channel]
     if c == 1 and pick != 3:
         out = img[..., 0]
     elif c not in (3, 4):
-        raise NodeInputError(node, input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
+        raise InputError(input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
     elif isinstance(pick, tuple):
         weights = torch.tensor(pick, dtype=torch.float32)
         out = kornia.color.rgb_to_grayscale(img[..., :3].permute(0, 3, 1, 2), rgb_weights=weights)[:, 0]
     elif pick >= c:
-        raise NodeInputError(node, input_name, "an IMAGE with an alpha channel (4 channels) for channel 'alpha'",
+        raise InputError(input_name, "an IMAGE with an alpha channel (4 channels) for channel 'alpha'",
                              f"{c} channels")
     else:
         out = img[..., pick]
@@ -299,7 +295,7 @@ def channel_map(image, channel: str, invert: bool = False, node: str = "Change M
 
 
 def depth_map(depth, near_value: float = 1.0, far_value: float = 0.0, change: str = "near", curve: str = "linear",
-              gamma: float = 1.0, node: str = "Change Map from Depth") -> torch.Tensor:
+              gamma: float = 1.0) -> torch.Tensor:
     """Change by distance from a depth IMAGE.
 
     ``d`` = the depth image's grey value (its Rec. 709 luma). Nearness
@@ -308,48 +304,47 @@ def depth_map(depth, near_value: float = 1.0, far_value: float = 0.0, change: st
     Zoe output; swap the two for white = far). ``change = near``: ``out = curve(t)``;
     ``far``: ``out = 1 - curve(t)``. Equal values: a hard cut, near = ``d > near_value``.
     """
-    near = check_number(near_value, node, "near_value", 0.0, 1.0)
-    far = check_number(far_value, node, "far_value", 0.0, 1.0)
-    check_choice(change, ("near", "far"), node, "change")
-    d = channel_map(depth, "luminance (Rec. 709)", node=node, input_name="depth")
+    near = check_number(near_value, "near_value", 0.0, 1.0)
+    far = check_number(far_value, "far_value", 0.0, 1.0)
+    check_choice(change, ("near", "far"), "change")
+    d = channel_map(depth, "luminance (Rec. 709)", input_name="depth")
     t = ramp(d, far, near)
-    return shape(t, curve, gamma, change == "far", node)
+    return shape(t, curve, gamma, change == "far")
 
 
 # -- semantic --------------------------------------------------------------------------------------
 
-def semantic_map(heat, floor: float = 0.0, ceiling: float = 1.0, gamma: float = 1.0, normalize: bool = False,
-                 node: str = "Semantic Change Map") -> torch.Tensor:
+def semantic_map(heat, floor: float = 0.0, ceiling: float = 1.0, gamma: float = 1.0, normalize: bool = False) -> torch.Tensor:
     """Edit strength from a DiffEdit heat map: ``out = floor + (ceiling - floor) * heat ** gamma``.
 
     ``heat`` is any MASK in 0..1 (1 = most related to the edit prompt). ``normalize``: first
     divide each heat map by its own maximum (a map whose maximum is 0 stays 0). This is
     :func:`levels` with input range 0..1, output range floor..ceiling and the gamma curve.
     """
-    maps = as_maps(heat, node, "heat")
+    maps = as_maps(heat, "heat")
     if normalize:
         peak = maps.amax(dim=(1, 2), keepdim=True)
         maps = torch.where(peak > 0, maps / peak.clamp_min(1e-12), maps)
     for value, name in ((floor, "floor"), (ceiling, "ceiling")):
-        check_number(value, node, name, 0.0, 1.0)
-    return levels(maps, 0.0, 1.0, floor, ceiling, "gamma", gamma, node)
+        check_number(value, name, 0.0, 1.0)
+    return levels(maps, 0.0, 1.0, floor, ceiling, "gamma", gamma)
 
 
 # -- operations ------------------------------------------------------------------------------------
 
-def combine(map_a, map_b, operation: str, factor: float = 0.5, node: str = "Combine Change Maps") -> torch.Tensor:
+def combine(map_a, map_b, operation: str, factor: float = 0.5) -> torch.Tensor:
     """Combine two maps pixel by pixel; ``b`` is resized to ``a``'s size, one map broadcasts over the other's batch.
 
     ``min(a, b)``, ``max(a, b)``, ``multiply a b``, ``add min(a + b, 1)``,
     ``subtract max(a - b, 0)``, ``screen 1 - (1 - a)(1 - b)``, ``lerp a (1 - factor) + b factor``.
     """
-    a = as_maps(map_a, node, "map_a")
-    b = resize_maps(as_maps(map_b, node, "map_b"), a.shape[-2:])
-    check_choice(operation, COMBINE_OPS, node, "operation")
-    f = check_number(factor, node, "factor", 0.0, 1.0)
+    a = as_maps(map_a, "map_a")
+    b = resize_maps(as_maps(map_b, "map_b"), a.shape[-2:])
+    check_choice(operation, COMBINE_OPS, "operation")
+    f = check_number(factor, "factor", 0.0, 1.0)
     batch = max(a.shape[0], b.shape[0])
-    a = match_batch(a, batch, node, "map_a", "other map's batch")
-    b = match_batch(b, batch, node, "map_b", "other map's batch")
+    a = match_batch(a, batch, "map_a", "other map's batch")
+    b = match_batch(b, batch, "map_b", "other map's batch")
     out = {
         "min": lambda: torch.minimum(a, b),
         "max": lambda: torch.maximum(a, b),
@@ -362,27 +357,27 @@ def combine(map_a, map_b, operation: str, factor: float = 0.5, node: str = "Comb
     return out.clamp(0.0, 1.0).contiguous()
 
 
-def quantize(change_map, levels: int, node: str = "Quantize Change Map") -> torch.Tensor:
+def quantize(change_map, levels: int) -> torch.Tensor:
     """``floor(m (N - 1) + 0.5) / (N - 1)`` with ``N = levels``: 0, 1/(N-1), ..., 1 (halves round up)."""
-    m = as_maps(change_map, node, "change_map")
+    m = as_maps(change_map, "change_map")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise NodeInputError(node, "levels", "a whole number of levels >= 2", describe(levels))
+        raise InputError("levels", "a whole number of levels >= 2", describe(levels))
     n = float(levels - 1)
     return (torch.floor(m * n + 0.5) / n).clamp(0.0, 1.0)
 
 
-def invert(change_map, node: str = "Invert Change Map (Polarity)") -> torch.Tensor:
+def invert(change_map) -> torch.Tensor:
     """``1 - m``: white = keep (the paper's code) <-> white = change (ComfyUI); twice gives the map back."""
-    return apply_polarity(as_maps(change_map, node, "change_map"), True)
+    return read_change_map(change_map, invert=True)
 
 
-def stabilize(change_map, epsilon: float, node: str = "Stabilize Change Map") -> torch.Tensor:
+def stabilize(change_map, epsilon: float) -> torch.Tensor:
     """Snap ``m <= eps`` to exactly 0 and ``m >= 1 - eps`` to exactly 1 (``0 <= eps < 0.5``); the rest is kept.
 
     Compared in float64, so ``eps = 0.02`` snaps a stored 0.98.
     """
-    m = as_maps(change_map, node, "change_map")
-    eps = check_number(epsilon, node, "epsilon", 0.0, 0.5, hi_open=True)
+    m = as_maps(change_map, "change_map")
+    eps = check_number(epsilon, "epsilon", 0.0, 0.5, hi_open=True)
     m64 = m.to(torch.float64)
     out = torch.where(m64 <= eps, torch.zeros_like(m), m)
     return torch.where(1.0 - m64 <= eps, torch.ones_like(m), out)

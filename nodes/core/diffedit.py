@@ -24,12 +24,11 @@ Pure torch + kornia: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
-import math
 
 import kornia
 import torch
 
-from .errors import NodeInputError
+from .errors import InputError
 from .maps import blur_maps, resize_maps
 
 METHODS = ("rescale", "clamp", "otsu", "percentile")
@@ -87,13 +86,6 @@ def chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def model_calls(n: int, batch_size: int, evaluations_per_draw: int = 2) -> int:
-    """The number of model calls :func:`draws_per_call` leads to (``ceil(E n / batch)`` for multiples of E)."""
-    per, separate = draws_per_call(batch_size, evaluations_per_draw, n)
-    calls = math.ceil(n / per)
-    return calls * evaluations_per_draw if separate else calls
-
-
 # -- heat maps and masks ----------------------------------------------------------------------------
 
 def normalize(d: torch.Tensor, method: str, ratio: float = 3.0) -> torch.Tensor:
@@ -132,7 +124,7 @@ def thresholds(heat: torch.Tensor, method: str, threshold: float = 0.5, percenti
     if method == "percentile":
         q = torch.quantile(heat.flatten(1).to(torch.float64), float(percentile), dim=1)
         return q.to(torch.float32).view(-1, 1, 1)
-    raise NodeInputError("DiffEdit Mask", "threshold_method", f"one of {METHODS}", repr(method))
+    raise InputError("threshold_method", f"one of {METHODS}", repr(method))
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -159,12 +151,6 @@ def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "resc
     cut = thresholds(heat, method, threshold, percentile).to(heat.device)
     mask = (heat >= cut).to(torch.float32)
     return heat.contiguous(), grow(mask, grow_pixels).contiguous()
-
-
-def iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a > 0.5, b > 0.5
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union > 0 else 1.0
 
 
 # -- deterministic inversion arithmetic ---------------------------------------------------------------
@@ -195,14 +181,3 @@ def invert_step(x: torch.Tensor, denoised_next: torch.Tensor, now: tuple, nxt: t
     else:
         x0 = (x - b * eps) / a
     return recombine(x0, eps, a2, b2)
-
-
-def preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
-    """IMAGE ``(B,H,W,3)``: the heat in red over the picture (grey without one), the mask outline white."""
-    if base is None:
-        base = torch.full((*heat.shape, 3), 0.5)
-    alpha = (0.65 * heat).unsqueeze(-1)
-    colour = torch.tensor([1.0, 0.15, 0.05]).view(1, 1, 1, 3)
-    out = base[..., :3] * (1.0 - alpha) + colour * alpha
-    edge = (mask - grow(mask, -1)).clamp(0, 1).unsqueeze(-1)
-    return torch.where(edge > 0, torch.ones_like(out), out).clamp(0, 1).contiguous()

@@ -1,19 +1,28 @@
-"""The one error type the pack raises for bad input.
+"""The error type the pack raises for bad input.
 
-Every message names the node, the input, what was expected and what was given, so a user
-reading ComfyUI's error dialog knows which widget or link to fix.
+The core raises :class:`InputError` about an *input* ("input 'change_map' expected …, got …"); the
+node layer adds the node's display name once, at its boundary (``nodes/naming.py``), so a user reading
+ComfyUI's error dialog sees "<node>: input '<input>' expected <expected>, got <got>" and knows which
+widget or link to fix.
 """
 
+from __future__ import annotations
 
-class NodeInputError(ValueError):
-    """Bad input to a node: ``"<node>: input '<input>' expected <expected>, got <got>"``."""
 
-    def __init__(self, node: str, input_name: str, expected: str, got: str):
-        self.node = node
+class InputError(ValueError):
+    """Bad input: ``"[<node>: ]input '<input>' expected <expected>, got <got>"``."""
+
+    def __init__(self, input_name: str, expected: str, got: str, node: str | None = None):
         self.input_name = input_name
         self.expected = expected
         self.got = got
-        super().__init__(f"{node}: input '{input_name}' expected {expected}, got {got}")
+        self.node = node
+        prefix = f"{node}: " if node else ""
+        super().__init__(f"{prefix}input '{input_name}' expected {expected}, got {got}")
+
+    def at(self, node: str) -> "InputError":
+        """The same error, naming ``node`` (unless it already names one)."""
+        return self if self.node else InputError(self.input_name, self.expected, self.got, node)
 
 
 def describe(value) -> str:

@@ -13,10 +13,10 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from .errors import NodeInputError, describe
+from .errors import InputError, describe
 
 
-def as_maps(mask, node: str, input_name: str) -> torch.Tensor:
+def as_maps(mask, input_name: str) -> torch.Tensor:
     """Validate a MASK-like tensor and return it as float32 ``(B,H,W)`` clamped to 0..1.
 
     Accepts ``(H,W)``, ``(B,H,W)`` and ``(B,1,H,W)``. Values outside 0..1 are clamped
@@ -24,29 +24,34 @@ def as_maps(mask, node: str, input_name: str) -> torch.Tensor:
     NaN or infinite values are an error: there is no safe reading of them.
     """
     if not isinstance(mask, torch.Tensor):
-        raise NodeInputError(node, input_name, "a MASK tensor", describe(mask))
+        raise InputError(input_name, "a MASK tensor", describe(mask))
     if mask.ndim == 4 and mask.shape[1] == 1:
         mask = mask[:, 0]
     elif mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3:
-        raise NodeInputError(node, input_name, "a MASK of shape (batch, height, width)", describe(mask))
+        raise InputError(input_name, "a MASK of shape (batch, height, width)", describe(mask))
     if mask.numel() == 0:
-        raise NodeInputError(node, input_name, "a non-empty MASK", describe(mask))
+        raise InputError(input_name, "a non-empty MASK", describe(mask))
     if mask.dtype == torch.bool:
         mask = mask.float()
     elif not mask.is_floating_point():
-        raise NodeInputError(node, input_name, "a floating-point MASK (0..1)", describe(mask))
+        raise InputError(input_name, "a floating-point MASK (0..1)", describe(mask))
     mask = mask.to(torch.float32)
     bad = ~torch.isfinite(mask)
     if bool(bad.any()):
-        raise NodeInputError(node, input_name, "finite values in 0..1", f"{int(bad.sum())} NaN or infinite values")
+        raise InputError(input_name, "finite values in 0..1", f"{int(bad.sum())} NaN or infinite values")
     return mask.clamp(0.0, 1.0)
 
 
 def apply_polarity(maps: torch.Tensor, invert: bool) -> torch.Tensor:
     """``invert=True`` turns a white = keep map (the paper's repository) into white = change."""
     return 1.0 - maps if invert else maps
+
+
+def read_change_map(mask, invert: bool = False, input_name: str = "change_map") -> torch.Tensor:
+    """A MASK input as validated ``(B,H,W)`` float32 maps, white = change (``invert``: it was white = keep)."""
+    return apply_polarity(as_maps(mask, input_name), bool(invert))
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -67,17 +72,17 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[:, 0].clamp(0.0, 1.0)
 
 
-def match_batch(maps: torch.Tensor, batch: int, node: str, input_name: str, what: str = "latent batch") -> torch.Tensor:
+def match_batch(maps: torch.Tensor, batch: int, input_name: str, what: str = "latent batch") -> torch.Tensor:
     """One map broadcasts over the batch; ``batch`` maps are used one per sample; else an error."""
     n = maps.shape[0]
     if n == batch:
         return maps
     if n == 1:
         return maps.expand(batch, *maps.shape[1:])
-    raise NodeInputError(node, input_name, f"1 map or {batch} maps (one per image of the {what})", f"{n} maps")
+    raise InputError(input_name, f"1 map or {batch} maps (one per image of the {what})", f"{n} maps")
 
 
-def maps_for_latent(maps: torch.Tensor, latent_shape, node: str, input_name: str) -> torch.Tensor:
+def maps_for_latent(maps: torch.Tensor, latent_shape, input_name: str) -> torch.Tensor:
     """Fit validated ``(B,H,W)`` maps to a latent of shape ``(B,C,h,w)`` or ``(B,C,T,h,w)``.
 
     Returns ``(B,1,h,w)`` or ``(B,1,T,h,w)`` float32. For 5-D (video) latents a map batch of
@@ -87,7 +92,7 @@ def maps_for_latent(maps: torch.Tensor, latent_shape, node: str, input_name: str
     shape = tuple(latent_shape)
     if len(shape) == 4:
         b, _, h, w = shape
-        return match_batch(resize_maps(maps, (h, w)), b, node, input_name).unsqueeze(1)
+        return match_batch(resize_maps(maps, (h, w)), b, input_name).unsqueeze(1)
     if len(shape) == 5:
         b, _, t, h, w = shape
         n = maps.shape[0]
@@ -98,9 +103,9 @@ def maps_for_latent(maps: torch.Tensor, latent_shape, node: str, input_name: str
             return resized.reshape(1, 1, t, h, w).expand(b, 1, t, h, w)
         if n == b * t:
             return resized.reshape(b, 1, t, h, w)
-        raise NodeInputError(node, input_name, f"1, {t} (one per latent frame) or {b * t} maps for a video latent "
+        raise InputError(input_name, f"1, {t} (one per latent frame) or {b * t} maps for a video latent "
                              f"of {b} x {t} frames", f"{n} maps")
-    raise NodeInputError(node, "latent_image", "a 4-D image latent or a 5-D video latent", f"shape {shape}")
+    raise InputError("latent_image", "a 4-D image latent or a 5-D video latent", f"shape {shape}")
 
 
 def blur_maps(maps: torch.Tensor, radius: int) -> torch.Tensor:

@@ -41,30 +41,24 @@ seam
 mean_change
     ``mean(R)``. With a uniform map of strength ``s`` it is the calibration point ``(s, mean_change)``.
 
-Command line (from the pack root)::
+The same report from the command line: ``python benchmarks/adherence.py ORIGINAL.png RESULT.png MAP.png``.
 
-    python -m nodes.core.metrics ORIGINAL.png RESULT.png MAP.png [--json] [--smooth N]
-                                 [--calibration "0:0, 0.5:0.04, 1:0.12"] [--invert]
-
-Pure torch + kornia (+ PIL for the command line): nothing here imports ComfyUI.
+Pure torch + kornia: nothing here imports ComfyUI.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 
 import kornia
 import torch
 
-from .errors import NodeInputError, describe
-from .maps import apply_polarity, as_maps, blur_maps, match_batch, resize_maps
+from .errors import InputError, describe
+from .maps import blur_maps, match_batch, read_change_map, resize_maps
 from .pixels import as_images
 
-NODE = "Change Map Adherence"
 ZERO = 0.5 / 255.0
 CONTOUR = 1e-3
 METRICS = ("correlation", "spearman", "distance", "leakage", "leakage_max", "seam", "mean_change")
@@ -77,18 +71,18 @@ def _rgb(image: torch.Tensor) -> torch.Tensor:
     return image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
 
 
-def realized_change(original, result, size: tuple[int, int], smooth: int = 0, node: str = NODE) -> torch.Tensor:
+def realized_change(original, result, size: tuple[int, int], smooth: int = 0) -> torch.Tensor:
     """``R``: mean absolute RGB difference per pixel, on a grid of ``size = (h, w)``; ``(B,h,w)`` in 0..1."""
-    orig = _rgb(as_images(original, node, "original"))
-    res = _rgb(as_images(result, node, "result"))
+    orig = _rgb(as_images(original, "original"))
+    res = _rgb(as_images(result, "result"))
     if orig.shape[1:] != res.shape[1:]:
-        raise NodeInputError(node, "result", f"an IMAGE of the original's size and colour channels "
+        raise InputError("result", f"an IMAGE of the original's size and colour channels "
                              f"{tuple(orig.shape[1:])}", f"{tuple(res.shape[1:])}")
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 0:
-        raise NodeInputError(node, "smooth", "a whole number of pixels >= 0", describe(smooth))
+        raise InputError("smooth", "a whole number of pixels >= 0", describe(smooth))
     batch = max(orig.shape[0], res.shape[0])
-    orig = match_batch(orig, batch, node, "original", "result's batch")
-    res = match_batch(res, batch, node, "result", "original's batch")
+    orig = match_batch(orig, batch, "original", "result's batch")
+    res = match_batch(res, batch, "result", "original's batch")
     diff = (res - orig).abs().mean(dim=-1).clamp(0.0, 1.0)
     return blur_maps(resize_maps(diff, size), smooth).clamp(0.0, 1.0)
 
@@ -132,7 +126,7 @@ def _masked_mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 # -- calibration -----------------------------------------------------------------------------------
 
-def parse_calibration(text, node: str = NODE, input_name: str = "calibration") -> list[tuple[float, float]] | None:
+def parse_calibration(text, input_name: str = "calibration") -> list[tuple[float, float]] | None:
     """Pairs ``(strength, mean realized change)`` from text; None for empty text.
 
     Accepted: JSON ``[[0, 0.0], [0.5, 0.04], [1, 0.12]]``, or pairs separated by newlines,
@@ -145,12 +139,12 @@ def parse_calibration(text, node: str = NODE, input_name: str = "calibration") -
     if isinstance(text, (list, tuple)):
         raw = list(text)
     elif not isinstance(text, str):
-        raise NodeInputError(node, input_name, "text with (strength, change) pairs", describe(text))
+        raise InputError(input_name, "text with (strength, change) pairs", describe(text))
     elif text.strip().startswith("["):
         try:
             raw = json.loads(text)
         except ValueError as exc:
-            raise NodeInputError(node, input_name, "valid JSON pairs like [[0, 0.0], [1, 0.12]]", str(exc)) from None
+            raise InputError(input_name, "valid JSON pairs like [[0, 0.0], [1, 0.12]]", str(exc)) from None
     elif ":" in text:
         raw = [part.split(":") for part in re.split(r"[;,\n]+", text) if part.strip()]
     else:
@@ -160,13 +154,13 @@ def parse_calibration(text, node: str = NODE, input_name: str = "calibration") -
         try:
             s, c = (float(v) for v in item)
         except (TypeError, ValueError):
-            raise NodeInputError(node, input_name, "pairs of two numbers 'strength:change'", repr(item)) from None
+            raise InputError(input_name, "pairs of two numbers 'strength:change'", repr(item)) from None
         if not (math.isfinite(s) and math.isfinite(c)) or not 0.0 <= s <= 1.0 or c < 0.0:
-            raise NodeInputError(node, input_name, "strengths in 0..1 and changes >= 0", repr(item))
+            raise InputError(input_name, "strengths in 0..1 and changes >= 0", repr(item))
         pairs.append((s, c))
     pairs.sort()
     if len({c for _, c in pairs}) < 2:
-        raise NodeInputError(node, input_name, "at least two pairs with different mean changes", repr(pairs))
+        raise InputError(input_name, "at least two pairs with different mean changes", repr(pairs))
     return pairs
 
 
@@ -200,17 +194,16 @@ def calibrate(realized: torch.Tensor, maps: torch.Tensor, pairs) -> tuple[torch.
 
 # -- all metrics -----------------------------------------------------------------------------------
 
-def adherence(original, result, change_map, calibration=None, smooth: int = 0, invert: bool = False,
-              node: str = NODE) -> dict:
+def adherence(original, result, change_map, calibration=None, smooth: int = 0, invert: bool = False) -> dict:
     """Every metric per image (``(B,)`` float64 tensors named as in :data:`METRICS`), plus ``calibrated``
     (``R^``, ``(B,h,w)``), ``realized`` (``R``), ``uniform`` (per image: the map's value if uniform, else None)
     and ``how`` (the calibration sentence)."""
-    maps = apply_polarity(as_maps(change_map, node, "change_map"), bool(invert))
-    pairs = parse_calibration(calibration, node)
-    realized = realized_change(original, result, tuple(maps.shape[-2:]), smooth, node)
+    maps = read_change_map(change_map, invert)
+    pairs = parse_calibration(calibration)
+    realized = realized_change(original, result, tuple(maps.shape[-2:]), smooth)
     batch = max(realized.shape[0], maps.shape[0])
-    realized = match_batch(realized, batch, node, "result", "change map's batch")
-    maps = match_batch(maps, batch, node, "change_map", "image batch")
+    realized = match_batch(realized, batch, "result", "change map's batch")
+    maps = match_batch(maps, batch, "change_map", "image batch")
     calibrated, how = calibrate(realized, maps, pairs)
     flat_m, flat_r = maps.flatten(1), realized.flatten(1)
     keep = maps <= ZERO
@@ -266,40 +259,3 @@ def report(result: dict) -> str:
             change = float(result["mean_change"][i])
             lines.append(f"image {i}: the map is uniform; calibration pair {s:.4g}:{change:.5g}")
     return "\n".join(lines)
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-def load_png(path: str, mode: str) -> torch.Tensor:
-    """A picture file as a ``(1,H,W,3)`` IMAGE (mode ``RGB``) or a ``(1,H,W)`` MASK (mode ``L``), 0..1."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.copy()).unsqueeze(0)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nodes.core.metrics",
-                                     description="Change-map adherence of an edited picture.")
-    parser.add_argument("original")
-    parser.add_argument("result")
-    parser.add_argument("change_map", help="grey PNG, white = change")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--smooth", type=int, default=0, help="smoothing radius of the realized change (map px)")
-    parser.add_argument("--calibration", default="", help="uniform-map sweep pairs, e.g. '0:0, 0.5:0.04, 1:0.12'")
-    parser.add_argument("--invert", action="store_true", help="the map is white = keep")
-    args = parser.parse_args(argv)
-    try:
-        res = adherence(load_png(args.original, "RGB"), load_png(args.result, "RGB"), load_png(args.change_map, "L"),
-                        args.calibration, args.smooth, args.invert, node="metrics")
-    except (NodeInputError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(as_json(res), indent=2) if args.json else report(res))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import torch
 
-from .errors import NodeInputError, describe
+from .errors import InputError, describe
 from .maps import blur_maps, match_batch, resize_maps
 
 
-def as_images(image, node: str, input_name: str) -> torch.Tensor:
+def as_images(image, input_name: str) -> torch.Tensor:
     """Validate an IMAGE ``(B,H,W,C)`` float tensor; returns it as float32 (NaN/inf are an error)."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.numel() == 0:
-        raise NodeInputError(node, input_name, "an IMAGE of shape (batch, height, width, channels)", describe(image))
+        raise InputError(input_name, "an IMAGE of shape (batch, height, width, channels)", describe(image))
     if not image.is_floating_point():
-        raise NodeInputError(node, input_name, "a floating-point IMAGE (0..1)", describe(image))
+        raise InputError(input_name, "a floating-point IMAGE (0..1)", describe(image))
     image = image.to(torch.float32)
     if not bool(torch.isfinite(image).all()):
-        raise NodeInputError(node, input_name, "finite pixel values", "NaN or infinite values")
+        raise InputError(input_name, "finite pixel values", "NaN or infinite values")
     return image
 
 
@@ -31,21 +31,21 @@ def feather_weights(weights: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where(weights > 0, blurred, torch.zeros_like(blurred))
 
 
-def composite(original, edited, maps: torch.Tensor, blend: str, feather: int, node: str) -> torch.Tensor:
+def composite(original, edited, maps: torch.Tensor, blend: str, feather: int) -> torch.Tensor:
     """``original * (1 - w) + edited * w`` with ``w`` from the map; ``w == 0`` gives the original bit-exactly."""
-    orig = as_images(original, node, "original")
-    edit = as_images(edited, node, "edited")
+    orig = as_images(original, "original")
+    edit = as_images(edited, "edited")
     if orig.shape[1:] != edit.shape[1:]:
-        raise NodeInputError(node, "edited", f"an IMAGE of the original's size and channels {tuple(orig.shape[1:])}",
+        raise InputError("edited", f"an IMAGE of the original's size and channels {tuple(orig.shape[1:])}",
                              f"{tuple(edit.shape[1:])}")
     batch = max(orig.shape[0], edit.shape[0])
-    orig = match_batch(orig, batch, node, "original", "other image's batch")
-    edit = match_batch(edit, batch, node, "edited", "other image's batch")
-    weights = match_batch(resize_maps(maps, orig.shape[1:3]), batch, node, "change_map", "image batch")
+    orig = match_batch(orig, batch, "original", "other image's batch")
+    edit = match_batch(edit, batch, "edited", "other image's batch")
+    weights = match_batch(resize_maps(maps, orig.shape[1:3]), batch, "change_map", "image batch")
     if blend == "changed":
         weights = (weights > 0).to(weights.dtype)
     elif blend != "map":
-        raise NodeInputError(node, "blend", "'map' or 'changed'", repr(blend))
+        raise InputError("blend", "'map' or 'changed'", repr(blend))
     w = feather_weights(weights, feather).unsqueeze(-1)
     out = orig * (1.0 - w) + edit * w
     return torch.where(w > 0, out, orig)

@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import torch
 
-from .errors import NodeInputError, describe
+from .errors import InputError, describe
 
 
-def as_latent(latent, node: str, input_name: str = "latent_image", dims: tuple[int, ...] = (4, 5)) -> torch.Tensor:
+def as_latent(latent, input_name: str = "latent_image", dims: tuple[int, ...] = (4, 5)) -> torch.Tensor:
     """The ``samples`` tensor of a LATENT dict: ``dims``-D, non-empty, finite."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.is_nested or samples.ndim not in dims or samples.numel() == 0:
         kinds = " or ".join({4: "an image LATENT (batch, channels, height, width)",
                              5: "a video LATENT (batch, channels, frames, height, width)"}[d] for d in dims)
-        raise NodeInputError(node, input_name, kinds, describe(samples))
+        raise InputError(input_name, kinds, describe(samples))
     if not bool(torch.isfinite(samples).all()):
-        raise NodeInputError(node, input_name, "finite latent values", "NaN or infinite values")
+        raise InputError(input_name, "finite latent values", "NaN or infinite values")
     return samples
 
 
-def check_conditioning(cond, node: str, input_name: str, optional: bool = False):
+def check_conditioning(cond, input_name: str, optional: bool = False):
     """A CONDITIONING: a non-empty list of ``[tensor, dict]`` pairs (None allowed when ``optional``)."""
     if cond is None and optional:
         return None
@@ -30,5 +30,5 @@ def check_conditioning(cond, node: str, input_name: str, optional: bool = False)
         isinstance(c, (list, tuple)) and len(c) == 2 and isinstance(c[0], torch.Tensor) and isinstance(c[1], dict)
         for c in cond)
     if not ok:
-        raise NodeInputError(node, input_name, "a CONDITIONING (for example from CLIP Text Encode)", describe(cond))
+        raise InputError(input_name, "a CONDITIONING (for example from CLIP Text Encode)", describe(cond))
     return cond

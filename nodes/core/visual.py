@@ -13,22 +13,23 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import NodeInputError
+from .diffedit import grow
+from .errors import InputError
 
 NEVER_COLOUR = (0.0, 0.0, 0.0)
 #: start-step colours from the first step (yellow: sampled the whole way) to the last (dark blue)
 RAMP = ((0.99, 0.91, 0.15), (0.37, 0.79, 0.38), (0.13, 0.57, 0.55), (0.23, 0.32, 0.55), (0.27, 0.0, 0.33))
 
 
-def parse_strengths(text: str, node: str, input_name: str = "strengths", limit: int = 64) -> list[float]:
+def parse_strengths(text: str, input_name: str = "strengths", limit: int = 64) -> list[float]:
     """``"0, 0.25, 0.5"`` → floats in 0..1 (commas or spaces; at least 1, at most ``limit``)."""
     parts = [p for p in str(text).replace(",", " ").split() if p]
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise NodeInputError(node, input_name, "numbers in 0..1 separated by commas", repr(text)) from None
+        raise InputError(input_name, "numbers in 0..1 separated by commas", repr(text)) from None
     if not values or len(values) > limit or any(not math.isfinite(v) or v < 0 or v > 1 for v in values):
-        raise NodeInputError(node, input_name, f"1 to {limit} numbers in 0..1", repr(text))
+        raise InputError(input_name, f"1 to {limit} numbers in 0..1", repr(text))
     return values
 
 
@@ -123,3 +124,14 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
     gap = torch.ones(panels[0].shape[0], max(4, scale // 2), 3)
     out = torch.cat([label(panels[0], text_left), gap, label(panels[1], text_right)], dim=1)
     return out.unsqueeze(0).contiguous()
+
+
+def heat_preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """IMAGE ``(B,H,W,3)``: the heat in red over the picture (grey without one), the mask outline white."""
+    if base is None:
+        base = torch.full((*heat.shape, 3), 0.5)
+    alpha = (0.65 * heat).unsqueeze(-1)
+    colour = torch.tensor([1.0, 0.15, 0.05]).view(1, 1, 1, 3)
+    out = base[..., :3] * (1.0 - alpha) + colour * alpha
+    edge = (mask - grow(mask, -1)).clamp(0, 1).unsqueeze(-1)
+    return torch.where(edge > 0, torch.ones_like(out), out).clamp(0, 1).contiguous()

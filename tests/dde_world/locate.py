@@ -35,16 +35,33 @@ def _strip_pack_root_from_path():
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != root]
 
 
+def pack_module_name() -> str:
+    """The name ComfyUI's ``load_custom_node`` gives the pack's package (its path, dots escaped)."""
+    return PACK_ROOT.replace(".", "_x_")
+
+
 def import_pack():
-    """Import the pack root as the package ``dde_pack`` (works without ComfyUI; core only)."""
+    """The pack's package, also reachable as ``dde_pack`` (works without ComfyUI; core only).
+
+    It is imported under the very name ComfyUI's loader uses, and its pure core is aliased as
+    ``dde_pack.nodes.core.*``: in a process that also loads the pack through ComfyUI, the core
+    exists once (one ``InputError`` class, one set of constants), whichever is imported first.
+    """
     if PACK_NAME in sys.modules:
         return sys.modules[PACK_NAME]
-    spec = importlib.util.spec_from_file_location(PACK_NAME, os.path.join(PACK_ROOT, "__init__.py"),
-                                                  submodule_search_locations=[PACK_ROOT])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
+    real = pack_module_name()
+    if real not in sys.modules:
+        spec = importlib.util.spec_from_file_location(real, os.path.join(PACK_ROOT, "__init__.py"),
+                                                      submodule_search_locations=[PACK_ROOT])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[real] = module
+        spec.loader.exec_module(module)
+    core = sorted(f"nodes.core.{n[:-3]}" for n in os.listdir(os.path.join(PACK_ROOT, "nodes", "core"))
+                  if n.endswith(".py") and n != "__init__.py")
+    for sub in ("nodes", "nodes.core", *core):
+        sys.modules[f"{PACK_NAME}.{sub}"] = importlib.import_module(f"{real}.{sub}")
+    sys.modules[PACK_NAME] = sys.modules[real]
+    return sys.modules[PACK_NAME]
 
 
 class ComfyInProcess:
@@ -73,7 +90,7 @@ class ComfyInProcess:
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         self.ids_before = set(nodes.NODE_CLASS_MAPPINGS)
         self.loaded = asyncio.run(nodes.load_custom_node(PACK_ROOT))
-        self.module_name = PACK_ROOT.replace(".", "_x_")
+        self.module_name = pack_module_name()
         self.pack_ids = sorted(k for k, v in nodes.NODE_CLASS_MAPPINGS.items()
                                if getattr(v, "__module__", "").startswith(self.module_name + "."))
         self.clashes = sorted(set(self.pack_ids) & self.ids_before)

@@ -43,3 +43,10 @@ def recording(model):
 
     m.set_model_denoise_mask_function(record)
     return m, rec
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Intersection over union of two masks (values > 0.5 count as inside); 1 when both are empty."""
+    a, b = a > 0.5, b > 0.5
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union > 0 else 1.0

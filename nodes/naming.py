@@ -1,0 +1,29 @@
+"""Where a node's name enters: the menu category, and input errors named at the node boundary.
+
+The core raises :class:`~.core.errors.InputError` about an input; :func:`names_errors` wraps a node's
+``execute`` so the error the user sees names the node too ("Differential KSampler: input 'change_map'
+expected …"). Node ids are written literally in each schema (``node_id="DDE_…"``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .core.errors import InputError
+
+CATEGORY = "differential edit"
+
+
+def names_errors(execute):
+    """Decorate a V3 node's ``execute`` (under ``@classmethod``): input errors get the node's display name."""
+
+    @functools.wraps(execute)
+    def run(cls, *args, **kwargs):
+        try:
+            return execute(cls, *args, **kwargs)
+        except InputError as error:
+            if error.node:
+                raise
+            raise error.at(cls.GET_SCHEMA().display_name) from None
+
+    return run
