@@ -17,7 +17,7 @@ from dde_world.server import PACK_LINK
 
 ARTIFACTS = os.environ.get("DDE_ARTIFACTS", os.path.join(os.path.dirname(__file__), "artifacts"))
 EXTENSION = "differential_edit.overlay"
-NAMES = [os.path.basename(p)[:-5] for p in ui2api.workflow_files()]
+NAMES = sorted(ui2api.TITLES)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_every_pack_node_can_be_added_from_the_node_search(page, pack_nodes):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_loads_with_every_node_known(page, object_info, name):
-    with open(os.path.join(ui2api.WORKFLOW_DIR, name + ".json")) as f:
+    with open(ui2api.workflow_path(name)) as f:
         workflow = json.load(f)
     result = B.load_workflow(page, workflow)
     assert result["unknown"] == []

@@ -21,7 +21,7 @@ def test_node_reference_matches_the_schemas(comfy):
 
 
 def test_every_node_has_a_help_page(comfy):
-    missing = [n for n in comfy.pack_ids if not os.path.isfile(os.path.join(PACK_ROOT, "js", "docs", f"{n}.md"))]
+    missing = [n for n in comfy.pack_ids if not os.path.isfile(os.path.join(PACK_ROOT, "js", "docs", n, "en.md"))]
     assert missing == []
 
 

@@ -1,5 +1,6 @@
 """Build workflows/*.json in the real frontend from the specs below and save what the frontend
-exports (``app.graphToPrompt().workflow``).
+exports (``app.graphToPrompt().workflow``). The files are named by their titles in ComfyUI's template
+browser (``dde_world.ui2api.TITLES``); ``--thumbnails`` writes the cards' pictures (``<title>.jpg``).
 
 Run from the pack root with ComfyUI's Python: ``COMFYUI_PATH=~/comfy/ComfyUI python workflows/build_workflows.py``.
 It starts a throwaway ComfyUI server (127.0.0.1) with the pack and opens it in headless chromium.
@@ -11,6 +12,7 @@ sys.path.insert(0, os.path.join(PACK, "tests"))
 from dde_world import browser as B  # noqa: E402
 from dde_world.locate import find_comfyui  # noqa: E402
 from dde_world.server import ComfyServer  # noqa: E402
+from dde_world.ui2api import TITLES  # noqa: E402
 
 OUT = os.path.join(PACK, "workflows")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
@@ -246,14 +248,33 @@ n.append(note("note", [0, 540], "Flow models (SD3 / SD3.5, Flux): Differential K
 WORKFLOWS["flow_model_sd3"] = {"nodes": n, "links": l}
 
 
-if __name__ == "__main__":
+THUMBNAIL = 512
+
+
+def write_thumbnails():
+    """``<title>.jpg`` next to each ``<title>.json``: the card picture of ComfyUI's template browser, made from
+    the README picture ``previews/<name>.png`` fitted into a dark square."""
+    from PIL import Image
+
+    for name, title in TITLES.items():
+        picture = Image.open(os.path.join(OUT, "previews", name + ".png")).convert("RGB")
+        scale = THUMBNAIL / max(picture.size)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
+        card = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (32, 32, 32))
+        card.paste(picture, ((THUMBNAIL - picture.width) // 2, (THUMBNAIL - picture.height) // 2))
+        card.save(os.path.join(OUT, title + ".jpg"), quality=88)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--thumbnails"]:
+    write_thumbnails()
+elif __name__ == "__main__":
     with ComfyServer(find_comfyui()) as server, B.open_frontend(server.url) as br:
         for name, spec in WORKFLOWS.items():
             wf = B.build_graph(br, spec)
             br.eval("() => { app.canvas.ds.scale = 0.75; app.canvas.ds.offset = [40, 40]; }")
             wf = B.frontend_prompt(br)["workflow"]   # what the frontend exports (with extra.frontendVersion)
             wf["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "differential-edit/workflows/" + name))  # graph.clear() zeroes it
-            with open(os.path.join(OUT, name + ".json"), "w") as f:
+            with open(os.path.join(OUT, TITLES[name] + ".json"), "w") as f:
                 json.dump(wf, f, indent=2)
                 f.write("\n")
             print(name, len(wf["nodes"]), len(wf["links"]))
