@@ -33,11 +33,14 @@ def map_node(name: str, display: str, description: str, inputs, build, canvas: b
 
         @classmethod
         def execute(cls, **kwargs) -> io.NodeOutput:
+            picture = kwargs.get("image")   # the picture the map is shown over (a reference IMAGE, or the input picture)
             if canvas:
                 dims = [kwargs.pop(k) for k in ("width", "height", "batch_size")]
-                kwargs["size"] = construct.canvas(*dims, kwargs.pop("reference", None), display)
+                picture = kwargs.pop("reference", None)
+                kwargs["size"] = construct.canvas(*dims, picture, display)
             maps = build(**kwargs, node=display)
-            return io.NodeOutput(maps, ui=preview.overlay_ui(maps, label=display, kind="map"))
+            base = preview.picture_for(maps, picture)
+            return io.NodeOutput(maps, ui=preview.overlay_ui(maps, base, label=display, kind="map"))
 
     MapNode.__name__ = MapNode.__qualname__ = name
     return MapNode

@@ -100,3 +100,61 @@ def test_dropped_workflow_runs_on_its_first_run_with_only_the_checkpoint_picked(
     # the Load Image previews of the example pictures loaded: no failed request at all for a picture
     assert [u for s, u in page.failed if "/view" in u or PACK_LINK in u] == []
     assert page.pack_errors() == []
+
+
+def pinia_store(page, store: str, script: str, arg=None):
+    """Run ``script`` (a JS function of (store, arg)) on one of the frontend's Pinia stores."""
+    return page.eval("""async ([name, body, arg]) => {
+        const pinia = document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia;
+        return await (eval('(' + body + ')'))(pinia._s.get(name), arg, pinia);
+    }""", [store, script, arg])
+
+
+def test_template_browser_shows_a_picture_and_a_readable_title_for_every_example(page):
+    page.failed.clear()
+    page.eval("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = page.page.locator("[role=dialog]").last
+    dialog.get_by_text(PACK_LINK, exact=True).first.click()   # Templates -> Extensions -> the pack
+    cards = page.page.locator("[data-testid^='template-workflow-']")
+    page.page.wait_for_function(
+        "(n) => { const imgs = [...document.querySelectorAll(\"[data-testid^='template-workflow-'] img\")];"
+        " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        arg=len(NAMES), timeout=30000)
+    shown = page.eval("""() => [...document.querySelectorAll("[data-testid^='template-workflow-']")].map(c => ({
+        id: c.dataset.testid, title: c.querySelector('h3')?.textContent.trim(),
+        img: c.querySelector('img')?.naturalWidth, src: c.querySelector('img')?.getAttribute('src')}))""")
+    page.screenshot(os.path.join(ARTIFACTS, "template_browser.png"))
+    assert sorted(s["title"] for s in shown) == sorted(ui2api.TITLES.values())
+    assert all(s["img"] == 512 for s in shown), shown   # our 512 px card pictures, not a placeholder
+    assert all(s["src"].endswith(".jpg") and f"/api/workflow_templates/{PACK_LINK}/" in s["src"] for s in shown)
+    assert [u for s, u in page.failed if "workflow_templates" in u] == []
+    # a click on a card loads that workflow
+    title = ui2api.TITLES["strength_fan"]
+    cards.filter(has_text=title).first.click()
+    page.page.wait_for_function("() => app.graph._nodes.some(n => n.type === 'DDE_StrengthFan')", timeout=30000)
+    with open(ui2api.workflow_path("strength_fan")) as f:
+        expected = sorted(n["type"] for n in json.load(f)["nodes"])
+    assert sorted(page.eval("() => app.graph._nodes.map(n => n.type)")) == expected
+    assert page.pack_errors() == []
+
+
+def test_help_pages_load_from_the_first_url_the_frontend_asks(page, fresh):
+    pack = {k: v["display_name"] for k, v in fresh.get("/object_info").items()
+            if v.get("python_module") == f"custom_nodes.{PACK_LINK}"}
+    page.failed.clear()
+    before = len(page.console)
+    shown = pinia_store(page, "nodeHelp", """async (help, ids, pinia) => {
+        const defs = pinia._s.get('nodeDef').nodeDefsByName, out = {};
+        for (const id of ids) {
+            help.openHelp(defs[id]);
+            await new Promise(r => setTimeout(r, 50));
+            while (help.isLoading) await new Promise(r => setTimeout(r, 50));
+            out[id] = help.renderedHelpHtml;
+        }
+        help.closeHelp();
+        return out;
+    }""", sorted(pack))
+    for node_id, display in pack.items():
+        assert f">{display}</h1>" in shown[node_id], (node_id, shown[node_id][:200])
+    assert [f"{s} {u}" for s, u in page.failed if "/docs/" in u] == []
+    assert [c for c in page.console[before:] if c[0] == "error"] == []

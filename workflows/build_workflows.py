@@ -21,6 +21,8 @@ NEG = "blurry, low quality, distorted"
 
 
 def N(key, type, pos, size=None, title=None, **widgets):
+    """A node; ``size`` None: the node's own minimum (pack nodes grow when their preview first arrives, so
+    no empty preview area is reserved before the first run)."""
     d = {"key": key, "type": type, "pos": pos, "widgets": widgets}
     if size: d["size"] = size
     if title: d["title"] = title
@@ -74,7 +76,7 @@ def diffedit_nodes():
     return [
         N("ref", "CLIPTextEncode", [360, 480], [400, 110], title="Reference prompt (what the picture shows)",
           text="a red ball on a grassy field under a blue sky"),
-        N("mask", "DDE_DiffEditMask", [800, 0], [320, 720], strength=0.5, n=10, seed=0, **{"seed:control": "fixed"},
+        N("mask", "DDE_DiffEditMask", [800, 0], None, strength=0.5, n=10, seed=0, **{"seed:control": "fixed"},
           cfg=1.0, threshold_method="rescale", threshold=0.5, clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0,
           batch_size=0),
     ]
@@ -91,7 +93,7 @@ WORKFLOWS = {}
 
 # 1 -- soft inpainting with a gradient map
 n = base_nodes("a shiny golden apple on a grassy field, detailed photo")
-n += [N("map", "DDE_RadialGradientMap", [800, 0], [320, 600], width=512, height=512, batch_size=1, centre_x=0.5,
+n += [N("map", "DDE_RadialGradientMap", [800, 0], None, width=512, height=512, batch_size=1, centre_x=0.5,
         centre_y=0.55, inner_radius=0.2, outer_radius=0.4, curve="smoothstep", gamma=1.0, invert=False),
       dks("ks", [1180, 0])]
 l = base_links() + [["img", "IMAGE", "map", "reference"]] + sampler_links("ks")
@@ -129,10 +131,10 @@ WORKFLOWS["diffedit_mask_edit"] = {"nodes": n, "links": l}
 
 # 3 -- DiffEdit heat -> semantic change map -> Differential KSampler
 n = base_nodes(QUERY) + diffedit_nodes()
-n += [N("sem", "DDE_SemanticChangeMap", [800, 780], [320, 400], floor=0.0, ceiling=1.0, gamma=1.5, normalize=False),
+n += [N("sem", "DDE_SemanticChangeMap", [800, 780], None, floor=0.0, ceiling=1.0, gamma=1.5, normalize=False),
       dict(N("steps", "PrimitiveNode", [1180, 470], [260, 80], title="steps"), value=25),
       dks("ks", [1180, 0]),
-      N("sched", "DDE_SchedulePreview", [1180, 600], [320, 520], sampler_name="euler", scheduler="normal",
+      N("sched", "DDE_SchedulePreview", [1180, 600], None, sampler_name="euler", scheduler="normal",
         denoise=1.0, mode="step", invert=False),
       N("pv", "PreviewImage", [1560, 600], [300, 260], title="Schedule preview")]
 l = base_links() + diffedit_links() + sampler_links("ks", pos="pos", change_map=("sem", 0)) + [
@@ -151,7 +153,7 @@ WORKFLOWS["diffedit_semantic_differential"] = {"nodes": n, "links": l}
 
 # 4 -- Strength Fan
 n = base_nodes("an oil painting of a red ball on a meadow, thick brush strokes")
-n += [N("fan", "DDE_StrengthFan", [800, 0], [340, 660], seed=42, **{"seed:control": "fixed"}, steps=20,
+n += [N("fan", "DDE_StrengthFan", [800, 0], None, seed=42, **{"seed:control": "fixed"}, steps=20,
         sampler_name="euler", scheduler="normal", cfg=7.0, strengths="0, 0.2, 0.4, 0.6, 0.8, 1", mode="step",
         layout="grid", columns=0),
       N("save", "SaveImage", [1180, 0], [420, 460], filename_prefix="differential_edit/strength_fan")]
@@ -167,7 +169,7 @@ WORKFLOWS["strength_fan"] = {"nodes": n, "links": l}
 # 5 -- depth-based change map
 n = base_nodes("a snowy mountain range at dusk behind a red ball, detailed photo")
 n += [N("depth", "LoadImage", [360, 480], [320, 340], title="Load depth image (white = near)", image=DEPTH),
-      N("map", "DDE_DepthChangeMap", [800, 0], [320, 440], change="far", near_value=0.9, far_value=0.0,
+      N("map", "DDE_DepthChangeMap", [800, 0], None, change="far", near_value=0.9, far_value=0.0,
         curve="smoothstep", gamma=1.0),
       dks("ks", [1180, 0])]
 l = base_links() + [["depth", "IMAGE", "map", "depth"]] + sampler_links("ks")
@@ -193,7 +195,7 @@ n = [N("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 100], title="Load Checkpo
        text="a shiny golden apple on a grassy field, detailed photo"),
      N("rneg", "CLIPTextEncode", [360, 490], [400, 110], title="Negative prompt (refiner)", text=NEG),
      N("enc", "VAEEncode", [360, 640], [200, 50]),
-     N("map", "DDE_RadialGradientMap", [800, 0], [320, 600], width=1024, height=1024, batch_size=1, centre_x=0.5,
+     N("map", "DDE_RadialGradientMap", [800, 0], None, width=1024, height=1024, batch_size=1, centre_x=0.5,
        centre_y=0.55, inner_radius=0.2, outer_radius=0.4, curve="smoothstep", gamma=1.0, invert=False),
      {"key": "reroute", "type": "Reroute", "pos": [1180, 620]},
      dict(N("steps", "PrimitiveNode", [800, 660], [260, 80], title="total steps"), value=25),
@@ -231,7 +233,7 @@ n = base_nodes("a glass sphere filled with glowing blue liquid on a grassy field
 n += [N("msd3", "ModelSamplingSD3", [360, 480], [300, 60], shift=3.0),
       N("mask", "LoadImageMask", [360, 600], [320, 340], title="Load mask of the region (white)", image=MASK,
         channel="red"),
-      N("map", "DDE_MaskDistanceFalloff", [800, 0], [320, 480], inner=0.0, outer=24.0, threshold=0.5,
+      N("map", "DDE_MaskDistanceFalloff", [800, 0], None, inner=0.0, outer=24.0, threshold=0.5,
         curve="smoothstep", gamma=1.0, invert=False),
       dks("ks", [1180, 0], mode="denoise", steps=28, cfg=4.5, scheduler="simple")]
 l = base_links() + [["ckpt", "MODEL", "msd3", "model"], ["mask", "MASK", "map", "mask"]] + sampler_links("ks", model="msd3")
