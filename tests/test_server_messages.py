@@ -47,7 +47,7 @@ def test_one_step_says_how_many_strengths_it_renders(server):
     many = g.dk(ramp, steps=32)
     sched = g.add("DDE_SchedulePreview", model=g.model, change_map=ramp, steps=4, sampler_name="euler",
                   scheduler="normal", denoise=1.0, mode="step", invert=False, latent_image=g.latent)
-    g.report(one), g.report(many)
+    g.report(one), g.report(many), g.report(mask=[sched, 1])
     history = run(server, g)
     # step mode: a cell of value v gets floor(v N) free steps; N = 1 frees no grey cell at all
     assert said(history, one[0]) == [
@@ -64,6 +64,7 @@ def test_schedule_preview_warns_when_greys_collapse(server):
     g = G().base()
     sched = g.add("DDE_SchedulePreview", model=g.model, change_map=g.tensor("1,256,256", "ramp"), steps=1,
                   sampler_name="euler", scheduler="normal", denoise=1.0, mode="step", invert=False)
+    g.report(mask=[sched, 1])
     history = run(server, g)
     assert history["outputs"][sched]["dde_overlay"][0]["label"] == (
         "1 step renders at most 2 distinct strengths; this map gets 1.")
