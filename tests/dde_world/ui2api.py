@@ -202,13 +202,13 @@ INPUT_DIR = os.path.join(WORKFLOW_DIR, "inputs")
 #: ".json", which is the card's title in ComfyUI's template browser (the frontend shows the file name as
 #: the title and loads ``<file name>.jpg`` next to it as the card's picture)
 TITLES = {
-    "soft_inpainting_gradient": "Soft inpainting with a radial change map",
-    "diffedit_mask_edit": "DiffEdit - automatic mask then edit",
-    "diffedit_semantic_differential": "DiffEdit heat as a graded change map",
-    "strength_fan": "Strength Fan - six strengths in one run",
-    "depth_change_map": "Change the background by depth",
-    "sdxl_base_refiner_split": "SDXL base and refiner with one change map",
-    "flow_model_sd3": "SD3 flow model with denoise mode",
+    "soft_inpainting_gradient": "Soft inpainting, radial map",
+    "diffedit_mask_edit": "DiffEdit mask, then edit",
+    "diffedit_semantic_differential": "DiffEdit heat as change map",
+    "strength_fan": "Strength Fan, six strengths",
+    "depth_change_map": "Background change by depth",
+    "sdxl_base_refiner_split": "SDXL base and refiner split",
+    "flow_model_sd3": "SD3 flow model, denoise mode",
 }
 
 
