@@ -6,12 +6,18 @@
 //                  kind: "map" | "mask" | "heat" | "grid" | "schedule"}]
 // The files are PNGs served by /view. Kinds map/mask/heat are drawn over their base picture on a
 // canvas (tinted by the map value, with an opacity slider); grid/schedule are shown as they are.
+// A node's UI output may also carry
+//   dde_messages: [string]   (nodes/notes.py: a stretched map, an empty or full mask, collapsed greys)
+// shown on the node as warning lines; an empty list clears them.
+// Map nodes with width/height/batch_size grey those widgets out while a `reference` is connected.
 // Everything is built with createElement/textContent/attributes: node data never becomes HTML.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const KEY = "dde_overlay";
 const WIDGET = "dde_overlay";
+const MESSAGES = "dde_messages";
+const SIZE_WIDGETS = new Set(["width", "height", "batch_size"]);
 const CLASS = "dde-overlay";
 const OVERLAY_KINDS = new Set(["map", "mask", "heat"]);
 const KINDS = new Set([...OVERLAY_KINDS, "grid", "schedule"]);
@@ -34,6 +40,9 @@ const STYLE = `
   object-fit: contain; image-rendering: auto; }
 .${CLASS}-source { display: none; }
 .${CLASS}[data-kind=schedule] .${CLASS}-view img { image-rendering: pixelated; }
+.${CLASS}-messages { display: flex; flex-direction: column; gap: 3px; box-sizing: border-box; width: 100%;
+  font: 11px/1.3 sans-serif; color: #1b1300; }
+.${CLASS}-message { background: #f3c24a; border-radius: 4px; padding: 3px 6px; overflow-wrap: anywhere; }
 `;
 
 function installStyle() {
@@ -260,15 +269,70 @@ function showOverlay(node, payload) {
   node.setDirtyCanvas?.(true, true);
 }
 
+/** The node's warning lines (a DOM widget made on the first message, removed when they are cleared). */
+export function showMessages(node, payload) {
+  const lines = Array.isArray(payload) ? payload.filter((l) => typeof l === "string" && l) : [];
+  let widget = node.widgets?.find((w) => w.name === MESSAGES);
+  if (!lines.length) {
+    if (widget) {
+      node.removeWidget?.(widget);
+      node.setSize?.([node.size[0], node.computeSize?.()[1] ?? node.size[1]]);
+      node.setDirtyCanvas?.(true, true);
+    }
+    return;
+  }
+  installStyle();
+  if (!widget) {
+    const box = el("div", `${CLASS}-messages`);
+    box.addEventListener("wheel", (e) => { e.preventDefault(); app.canvas?.processMouseWheel?.(e); }, { passive: false });
+    const height = () => {   // wrapped lines of about 6 px per character at the node's width
+      const perLine = Math.max(20, ((node.size?.[0] ?? 300) - 40) / 6);
+      return 8 + [...box.children].reduce((h, p) => h + 8 + 15 * Math.ceil(p.textContent.length / perLine), 0);
+    };
+    widget = node.addDOMWidget(MESSAGES, "dde-messages", box, {
+      serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
+    });
+    widget.serialize = false;
+  }
+  widget.element.replaceChildren(...lines.map((line) => {
+    const p = el("div", `${CLASS}-message`);
+    p.textContent = "\u26A0 " + line;
+    return p;
+  }));
+  widget.element.dataset.count = String(lines.length);
+  const [, minHeight] = node.computeSize?.() ?? [0, node.size[1]];
+  node.setSize?.([node.size[0], Math.max(node.size[1], minHeight)]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+/** Grey out width/height/batch_size while the optional `reference` input is connected (they are ignored then). */
+function syncSizeWidgets(node) {
+  const connected = node.inputs?.find((i) => i.name === "reference")?.link != null;
+  for (const w of node.widgets ?? []) if (SIZE_WIDGETS.has(w.name)) w.disabled = connected;
+  node.setDirtyCanvas?.(true, false);
+}
+
 app.registerExtension({
   name: "differential_edit.overlay",
-  async beforeRegisterNodeDef(nodeType) {
+  async beforeRegisterNodeDef(nodeType, nodeData) {
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       const result = onExecuted?.apply(this, arguments);
       if (message && KEY in message) showOverlay(this, message[KEY]);
+      if (message && MESSAGES in message) showMessages(this, message[MESSAGES]);
       return result;
     };
+    const inputs = nodeData?.input ?? {};
+    if (inputs.optional?.reference && ["width", "height", "batch_size"].every((k) => k in (inputs.required ?? {}))) {
+      for (const hook of ["onConnectionsChange", "onConfigure", "onNodeCreated"]) {
+        const original = nodeType.prototype[hook];
+        nodeType.prototype[hook] = function () {
+          const result = original?.apply(this, arguments);
+          syncSizeWidgets(this);
+          return result;
+        };
+      }
+    }
     const onRemoved = nodeType.prototype.onRemoved;
     nodeType.prototype.onRemoved = function () {
       const result = onRemoved?.apply(this, arguments);

@@ -23,6 +23,7 @@ import comfy.sample
 import comfy.sampler_helpers
 import comfy.samplers
 import comfy.utils
+from tqdm.auto import tqdm   # ComfyUI's console progress bars (its samplers use it too)
 
 from .core import diffedit as core
 from .core import maps as maps_core
@@ -91,6 +92,7 @@ class HeatSampler(comfy.samplers.Sampler):
         sigma = sigmas[0]
         total = torch.zeros((b, *latent_image.shape[2:]), dtype=torch.float32, device=latent_image.device)
         pbar = comfy.utils.ProgressBar(self.n)
+        console = tqdm(total=self.n, disable=disable_pbar, desc="DiffEdit Mask")
         for start, stop in core.chunks(self.n, per_call):
             comfy.model_management.throw_exception_if_processing_interrupted()
             k = stop - start
@@ -109,6 +111,8 @@ class HeatSampler(comfy.samplers.Sampler):
             diff = (query - reference).abs().float().mean(dim=1)
             total += diff.reshape(k, b, *diff.shape[1:]).sum(0)
             pbar.update(k)
+            console.update(k)
+        console.close()
         self.holder.heat = (total / self.n).cpu()
         return latent_image
 
@@ -127,7 +131,8 @@ def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float
     guider.inner_set_conds(conds)
     sampler = HeatSampler(n, seed, batch_size, cfg, holder)
     sigmas = torch.tensor([sigma, 0.0], dtype=torch.float32)
-    guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=True, seed=seed)
+    guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                  seed=seed)
     return holder.heat
 
 
@@ -171,6 +176,7 @@ class DiffEditSampler(comfy.samplers.Sampler):
         s_in = latent_image.new_ones([latent_image.shape[0]])
         levels = [scalings(ms, sigmas[i]) for i in range(n_steps + 1)]
         total = 2 * n_steps   # progress: the inversion steps, then the decode steps
+        console = tqdm(total=total, disable=disable_pbar, desc="DiffEdit")
 
         def reference_x0(x, i):
             return comfy.samplers.calc_cond_batch(inner, [ref], x, sigmas[i] * s_in, options)[0]
@@ -191,6 +197,7 @@ class DiffEditSampler(comfy.samplers.Sampler):
             inverted[i - 1] = x = y
             if callback is not None:
                 callback(n_steps - i, d, x, total)
+            console.update(1)
         self.inverted = inverted
 
         x = inverted[0]
@@ -201,6 +208,8 @@ class DiffEditSampler(comfy.samplers.Sampler):
             x = m * x + (1.0 - m) * inverted[j + 1]
             if callback is not None:
                 callback(n_steps + j, d, x, total)
+            console.update(1)
+        console.close()
         return ms.inverse_noise_scaling(sigmas[-1], x)
 
 
@@ -217,7 +226,8 @@ def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, st
     sampler = DiffEditSampler(mask, reference, refine)
     negative = negative if negative is not None else zero_out(query)
     out = comfy.sample.sample_custom(model, torch.zeros_like(samples), cfg, sampler, sigmas, query, negative, samples,
-                                     callback=preview_callback(model, 2 * steps), disable_pbar=True, seed=0)
+                                     callback=preview_callback(model, 2 * steps),
+                                     disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
     keep = maps_core.maps_for_latent(mask, samples.shape, "mask") <= 0
     out = torch.where(keep.to(out.device), samples.to(out.device, out.dtype), out)
     result = latent.copy()

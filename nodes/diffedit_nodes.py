@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
-from . import diffedit, preview
+from . import diffedit, notes, preview
 from .core import diffedit as core
 from .core import maps as maps_core
 from .core import pixels, visual
@@ -92,7 +92,10 @@ class DiffEditMask(io.ComfyNode):
         if base is not None:
             base = maps_core.match_batch(base, heat.shape[0], "image")
         shown = visual.heat_preview(heat, mask, base)
-        return io.NodeOutput(heat, mask, shown, ui=preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
+        node = cls.GET_SCHEMA().display_name
+        messages = notes.coverage(node, "mask", mask, identical=notes.same_conditioning(query, reference) or bool(diff.max() <= 0))
+        ui = preview.messages_ui(messages, preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
+        return io.NodeOutput(heat, mask, shown, ui=ui)
 
 
 def _edit_common_inputs() -> list:
@@ -147,8 +150,10 @@ class DiffEditEdit(io.ComfyNode):
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)
         maps = maps_core.read_change_map(mask, invert, "mask")
+        node = cls.GET_SCHEMA().display_name
+        messages = notes.stretch(node, "mask", maps, latent["samples"].shape) + notes.coverage(node, "mask", maps)
         out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine)
-        return io.NodeOutput(out)
+        return io.NodeOutput(out, ui=preview.messages_ui(messages))
 
 
 class DiffEditSamplerNode(io.ComfyNode):

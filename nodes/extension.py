@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import diffedit_nodes, map_nodes, metrics_nodes, sampler_nodes, visual_nodes
+from . import diffedit_nodes, examples, map_nodes, metrics_nodes, sampler_nodes, visual_nodes
 
 
 def node_list() -> list[type[io.ComfyNode]]:
@@ -13,4 +13,5 @@ def node_list() -> list[type[io.ComfyNode]]:
 
 class DifferentialEditExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        examples.install_example_inputs()   # the example workflows run on their first Run
         return node_list()

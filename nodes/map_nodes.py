@@ -22,9 +22,10 @@ def map_schema(node_id: str, display_name: str, description: str, inputs: list) 
                      outputs=[io.Mask.Output(display_name="change_map", tooltip="The change map (white = change).")])
 
 
-def map_output(cls, maps) -> io.NodeOutput:
-    """The map, shown alone in the node."""
-    return io.NodeOutput(maps, ui=preview.overlay_ui(maps, label=cls.GET_SCHEMA().display_name, kind="map"))
+def map_output(cls, maps, picture=None) -> io.NodeOutput:
+    """The map, shown in the node over ``picture`` (a reference IMAGE or the input picture) when there is one."""
+    base = preview.picture_for(maps, picture)
+    return io.NodeOutput(maps, ui=preview.overlay_ui(maps, base, label=cls.GET_SCHEMA().display_name, kind="map"))
 
 
 def size_inputs() -> list:
@@ -96,7 +97,7 @@ class LinearGradientMap(io.ComfyNode):
     @names_errors
     def execute(cls, width, height, batch_size, angle, offset, curve, gamma, invert, reference=None) -> io.NodeOutput:
         size = construct.canvas(width, height, batch_size, reference)
-        return map_output(cls, construct.linear_gradient(size, angle, offset, curve, gamma, invert))
+        return map_output(cls, construct.linear_gradient(size, angle, offset, curve, gamma, invert), reference)
 
 
 class RadialGradientMap(io.ComfyNode):
@@ -120,7 +121,7 @@ class RadialGradientMap(io.ComfyNode):
                 reference=None) -> io.NodeOutput:
         size = construct.canvas(width, height, batch_size, reference)
         return map_output(cls, construct.radial_gradient(size, centre_x, centre_y, inner_radius, outer_radius, curve,
-                                                         gamma, invert))
+                                                         gamma, invert), reference)
 
 
 class AngularGradientMap(io.ComfyNode):
@@ -144,7 +145,7 @@ class AngularGradientMap(io.ComfyNode):
                 reference=None) -> io.NodeOutput:
         size = construct.canvas(width, height, batch_size, reference)
         return map_output(cls, construct.angular_gradient(size, centre_x, centre_y, start_angle, mirror, curve, gamma,
-                                                          invert))
+                                                          invert), reference)
 
 
 # -- from masks, images, DiffEdit heat -------------------------------------------------------------
@@ -209,7 +210,7 @@ class ImageChannelMap(io.ComfyNode):
     @classmethod
     @names_errors
     def execute(cls, image, channel, invert) -> io.NodeOutput:
-        return map_output(cls, construct.channel_map(image, channel, invert))
+        return map_output(cls, construct.channel_map(image, channel, invert), image)
 
 
 class DepthChangeMap(io.ComfyNode):

@@ -6,6 +6,8 @@ temp folder (served by ``/view``), never raw data or HTML:
 
     {"dde_overlay": [{"map": {"filename", "subfolder", "type"}, "base": {...} | None,
                       "label": str, "kind": "map" | "mask" | "heat" | "grid" | "schedule"}]}
+
+and ``dde_messages``: a list of plain-text lines shown on the node as warnings (``nodes/notes.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image
 import folder_paths
 
 KEY = "dde_overlay"
+MESSAGES = "dde_messages"
 MAX_PREVIEWS = 8
 
 
@@ -46,8 +49,22 @@ def overlay_ui(maps: torch.Tensor, base: torch.Tensor | None = None, label: str 
     return {KEY: entries}
 
 
+def picture_for(maps: torch.Tensor, picture) -> torch.Tensor | None:
+    """``picture`` when it is an IMAGE ``(B,H,W,C)`` of the maps' size (the map is then shown over it), else None."""
+    if not isinstance(picture, torch.Tensor) or picture.ndim != 4 or picture.shape[-1] not in (3, 4):
+        return None
+    return picture if tuple(picture.shape[1:3]) == tuple(maps.shape[1:3]) else None
+
+
 def images_ui(images: torch.Tensor, label: str = "", kind: str = "grid") -> dict:
     """Save up to 8 pictures ``(B,H,W,3)`` for the node (fan grids, schedule previews)."""
     entries = [{"map": _save(_to_uint8(images[i, ..., :3])), "base": None, "label": label, "kind": kind}
                for i in range(min(int(images.shape[0]), MAX_PREVIEWS))]
     return {KEY: entries}
+
+
+def messages_ui(messages: list[str], ui: dict | None = None) -> dict:
+    """``ui`` (or a new UI dict) with the node's message lines; an empty list clears the node's messages."""
+    out = dict(ui or {})
+    out[MESSAGES] = [str(m) for m in messages]
+    return out

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
-from . import sampling
+from . import notes, preview, sampling
 from .core import maps as maps_core
 from .core import pixels
 from .core.validate import as_latent, check_conditioning
@@ -23,6 +23,13 @@ def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="no
     maps = maps_core.read_change_map(change_map, invert)
     return sampling.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
                                   reference=sampling.Reference(scheduler=scheduler))
+
+
+def _messages(spec: sampling.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
+    """What the node says on itself: a stretched map, greys the steps cannot render."""
+    shape = tuple(latent_image["samples"].shape)
+    return (notes.stretch(spec.node, "change_map", spec.maps, shape)
+            + notes.sampler_levels(spec.node, model, spec, shape, steps, sampler_name, scheduler, denoise))
 
 
 class DifferentialKSampler(io.ComfyNode):
@@ -55,9 +62,10 @@ class DifferentialKSampler(io.ComfyNode):
                 change_map, mode, invert, strength, softness) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler)
+        messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
         out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                            latent_image, spec, denoise=denoise)
-        return io.NodeOutput(out)
+        return io.NodeOutput(out, ui=preview.messages_ui(messages))
 
 
 class DifferentialKSamplerAdvanced(io.ComfyNode):
@@ -96,11 +104,12 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
                 softness) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler)
+        messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
         out = sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,
             add_noise=add_noise == "enable", start_step=start_at_step, last_step=end_at_step,
             return_with_leftover_noise=return_with_leftover_noise == "enable")
-        return io.NodeOutput(out)
+        return io.NodeOutput(out, ui=preview.messages_ui(messages))
 
 
 class ApplyChangeMap(io.ComfyNode):

@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 
-from . import preview, sampling
+from . import notes, preview, sampling
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
@@ -132,8 +132,11 @@ class SchedulePreview(io.ComfyNode):
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
         picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(start.shape[0])])
+        levels = notes.levels_of(run)
+        messages = notes.stretch(node, "change_map", maps, shape) + notes.collapse(node, levels)
+        ui = preview.images_ui(picture, label=notes.levels_line(levels), kind="schedule")
         return io.NodeOutput(picture, effective.contiguous(), start_frac.contiguous(),
-                             ui=preview.images_ui(picture, label=node, kind="schedule"))
+                             ui=preview.messages_ui(messages, ui))
 
 
 NODES = [StrengthFan, SchedulePreview]

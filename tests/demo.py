@@ -178,11 +178,12 @@ def run_comfy(w: Writer, comfy_path: str):
 
     # 7. flow models: a grey means little in timestep mode, what you asked for in denoise/step mode
     preview = node("DDE_SchedulePreview")
-    shown = []
+    shown, means = [], []
     for mode in ("timestep", "denoise"):
         pic, eff, _ = preview.execute(flow, lin, 20, "euler", "simple", 1.0, mode, False)
         shown.append(pic)
-        w.say(f"7. flow model (shift 3), linear gradient, {mode} mode: mean effective strength {eff.mean():.3f}")
+        means.append(f"{mode} mode {eff.mean():.3f}")
+    w.say("7. flow model (shift 3), linear gradient: mean effective strength " + ", ".join(means))
     for fam, model in (("eps", eps), ("flow", flow)):
         pics = [preview.execute(model, lin, 20, "euler", "normal" if fam == "eps" else "simple", 1.0, mode, False)[0]
                 for mode in ("step", "denoise", "timestep")]

@@ -17,7 +17,7 @@ from dde_world.server import PACK_LINK
 
 ARTIFACTS = os.environ.get("DDE_ARTIFACTS", os.path.join(os.path.dirname(__file__), "artifacts"))
 EXTENSION = "differential_edit.overlay"
-NAMES = [os.path.basename(p)[:-5] for p in ui2api.workflow_files()]
+NAMES = sorted(ui2api.TITLES)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_every_pack_node_can_be_added_from_the_node_search(page, pack_nodes):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_loads_with_every_node_known(page, object_info, name):
-    with open(os.path.join(ui2api.WORKFLOW_DIR, name + ".json")) as f:
+    with open(ui2api.workflow_path(name)) as f:
         workflow = json.load(f)
     result = B.load_workflow(page, workflow)
     assert result["unknown"] == []
@@ -269,3 +269,51 @@ def test_node_data_is_never_inserted_as_html(page, server):
     # the file name stays text in the message and is URL-encoded in the /view link
     assert result["error"] == 'could not load missing"><script>window.__dde_pwned=2</script>.png'
     assert result["open"].startswith("/api/view?filename=missing%22%3E%3Cscript%3E")
+
+
+MESSAGE_GRAPH = {"nodes": [
+    {"key": "model", "type": "DDETest_AnalyticModel", "pos": [0, 0], "widgets": {"family": "eps"}},
+    {"key": "pos", "type": "DDETest_AnalyticCondition", "pos": [0, 110], "widgets": {"scene": 0, "role": "graded"}},
+    {"key": "neg", "type": "DDETest_AnalyticCondition", "pos": [0, 250], "widgets": {"scene": 0, "role": "unconditional"}},
+    {"key": "lat", "type": "DDETest_AnalyticLatent", "pos": [0, 390], "widgets": {"scene": 0, "role": "reference"}},
+    {"key": "img", "type": "DDETest_AnalyticDecode", "pos": [0, 560]},
+    {"key": "tall", "type": "DDETest_MakeTensor", "pos": [0, 660], "widgets": {"shape": "1,64,32", "fill": "ramp"}},
+    {"key": "radial", "type": "DDE_RadialGradientMap", "pos": [350, 0]},
+    {"key": "ks", "type": "DDE_DifferentialKSampler", "pos": [700, 0],
+     "widgets": {"steps": 2, "cfg": 1.0, "seed:control": "fixed"}},
+    {"key": "out", "type": "DDETest_LatentReport", "pos": [1050, 0]},
+], "links": [["img", 0, "radial", "reference"], ["model", 0, "ks", "model"], ["pos", 0, "ks", "positive"],
+             ["neg", 0, "ks", "negative"], ["lat", 0, "ks", "latent_image"], ["lat", 0, "img", "samples"],
+             ["tall", "mask", "ks", "change_map"], ["ks", 0, "out", "samples"], ["radial", 0, "out", "mask"]]}
+
+
+def test_messages_show_on_the_node_size_widgets_follow_the_reference_and_maps_show_over_the_picture(page):
+    B.build_graph(page, MESSAGE_GRAPH)
+    disabled = "(t) => app.graph._nodes.find(n => n.type === t).widgets.filter(w => w.disabled).map(w => w.name)"
+    assert page.eval(disabled, "DDE_RadialGradientMap") == ["width", "height", "batch_size"]   # reference connected
+    B.queue_and_wait(page)
+    page.page.wait_for_function("""() => app.graph._nodes.find(n => n.type === 'DDE_RadialGradientMap')
+        ?.widgets.find(w => w.name === 'dde_overlay')?.element.dataset.ready === '1'""")
+    state = page.eval("""() => {
+        const ks = app.graph._nodes.find(n => n.type === 'DDE_DifferentialKSampler');
+        const box = ks.widgets.find(w => w.name === 'dde_messages')?.element;
+        const radial = app.graph._nodes.find(n => n.type === 'DDE_RadialGradientMap');
+        const overlay = radial.widgets.find(w => w.name === 'dde_overlay').element;
+        return {lines: box ? [...box.children].map(p => p.textContent) : null, visible: !!box?.getBoundingClientRect().height,
+                images: [...overlay.querySelectorAll('img')].map(i => i.className).sort(),
+                slider: !overlay.querySelector('.dde-overlay-opacity-box').hidden};
+    }""")
+    assert len(state["lines"]) == 1 and state["visible"], state
+    assert state["lines"][0].startswith("\u26a0 change_map: the map is 32 x 64 px but the latent is 32 x 32 cells")
+    assert state["images"] == ["dde-overlay-base", "dde-overlay-map"] and state["slider"]   # the map over the picture
+    page.screenshot(os.path.join(ARTIFACTS, "messages_and_map_over_picture.png"))
+    # disconnecting the reference gives the size widgets back
+    page.eval("() => { const n = app.graph._nodes.find(n => n.type === 'DDE_RadialGradientMap'); n.disconnectInput(n.inputs.findIndex(i => i.name === 'reference')); }")
+    assert page.eval(disabled, "DDE_RadialGradientMap") == []
+    # a run without the cause clears the message
+    page.eval("""() => { const t = app.graph._nodes.find(n => n.type === 'DDETest_MakeTensor');
+                         t.widgets.find(w => w.name === 'shape').value = '1,64,64'; }""")
+    B.queue_and_wait(page)
+    page.page.wait_for_function("""() => !app.graph._nodes.find(n => n.type === 'DDE_DifferentialKSampler')
+        .widgets.some(w => w.name === 'dde_messages')""")
+    assert page.pack_errors() == []

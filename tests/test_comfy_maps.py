@@ -38,7 +38,7 @@ def test_nodes_are_registered_in_their_categories_with_optional_reference(comfy)
         schema = comfy.node(node_id).GET_SCHEMA()
         assert schema.category == ("differential edit/metrics" if "Adherence" in node_id else "differential edit/maps")
         assert os.path.isfile(os.path.join(os.path.dirname(comfy.module("nodes").__file__), "..", "js", "docs",
-                                           node_id + ".md")), node_id
+                                           node_id, "en.md")), node_id
     info = comfy.node("DDE_LinearGradientMap").GET_NODE_INFO_V1()
     assert "reference" in info["input"]["optional"] and "width" in info["input"]["required"]
     assert comfy.node("DDE_ChangeMapAdherence").GET_NODE_INFO_V1()["output_name"][:3] == (

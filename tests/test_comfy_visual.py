@@ -66,7 +66,7 @@ def test_preview_agrees_with_the_samplers_per_step_masks(comfy, cw, world, famil
     cmap = level_map()
     picture, effective, start = preview.execute(model, cmap, 10, "heun", "karras", 1.0, mode, False)
     assert effective.shape == start.shape == (1, 32, 32)
-    assert picture.shape == (1, 256, 2 * 256 + 4, 3)
+    assert picture.shape == (1, 32 + 256 + 48, 2 * 256 + 4, 3)   # header, 32 x 8 px panels, colour legend
     rec_model, rec = recording(model)
     dk.execute(rec_model, 0, 10, 1.0, "heun", "karras", cw.conditioning(world, world.graded_id(0)), cw.conditioning(world, None),
                {"samples": world.latent(0)}, 1.0, cmap, mode, False, 1.0, 0.0)

@@ -15,7 +15,7 @@ from dde_world import ui2api
 from dde_world.locate import PACK_ROOT
 from dde_world.server import PACK_LINK
 
-NAMES = [os.path.basename(p)[:-5] for p in ui2api.workflow_files()]
+NAMES = sorted(ui2api.TITLES)
 SIZE = 64   # the uploaded inputs
 #: nodes that report sampling progress on the websocket
 SAMPLING = {"DDE_DifferentialKSampler", "DDE_DifferentialKSamplerAdvanced", "DDE_DiffEditEdit", "DDE_DiffEditMask",
@@ -66,7 +66,7 @@ def runs(server, object_info, uploaded, tiny_models):
 
     def run(name):
         if name not in done:
-            with open(os.path.join(ui2api.WORKFLOW_DIR, name + ".json")) as f:
+            with open(ui2api.workflow_path(name)) as f:
                 prompt = ui2api.convert(json.load(f), object_info)
             loaders = ui2api.set_inputs(prompt, "CheckpointLoaderSimple", ckpt_name=tiny_models["checkpoint"])
             loaders += ui2api.set_inputs(prompt, "UNETLoader", unet_name=tiny_models["unet"])
@@ -91,6 +91,7 @@ def saved_images(server, prompt, history):
 
 
 def test_the_workflows_are_the_seven_use_cases():
+    assert sorted(ui2api.workflow_files()) == sorted(ui2api.workflow_path(n) for n in NAMES)
     assert set(NAMES) == {"soft_inpainting_gradient", "diffedit_mask_edit", "diffedit_semantic_differential",
                           "strength_fan", "depth_change_map", "sdxl_base_refiner_split", "flow_model_sd3"}
 
@@ -173,7 +174,7 @@ def test_help_pages_exist_for_every_pack_node(server, object_info):
     nodes = {k: v["display_name"] for k, v in object_info.items() if v.get("python_module") == f"custom_nodes.{PACK_LINK}"}
     assert len(nodes) >= 20
     for node_id, display in nodes.items():
-        text = server.get(f"/extensions/{PACK_LINK}/docs/{node_id}.md").decode("utf-8")
+        text = server.get(f"/extensions/{PACK_LINK}/docs/{node_id}/en.md")   # what the frontend asks first.decode("utf-8")
         assert text.startswith(f"# {display}\n"), f"{node_id}.md must start with '# {display}'"
         assert "## Inputs" in text and "## Output" in text, node_id
 

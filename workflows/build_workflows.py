@@ -1,5 +1,6 @@
 """Build workflows/*.json in the real frontend from the specs below and save what the frontend
-exports (``app.graphToPrompt().workflow``).
+exports (``app.graphToPrompt().workflow``). The files are named by their titles in ComfyUI's template
+browser (``dde_world.ui2api.TITLES``); ``--thumbnails`` writes the cards' pictures (``<title>.jpg``).
 
 Run from the pack root with ComfyUI's Python: ``COMFYUI_PATH=~/comfy/ComfyUI python workflows/build_workflows.py``.
 It starts a throwaway ComfyUI server (127.0.0.1) with the pack and opens it in headless chromium.
@@ -11,6 +12,7 @@ sys.path.insert(0, os.path.join(PACK, "tests"))
 from dde_world import browser as B  # noqa: E402
 from dde_world.locate import find_comfyui  # noqa: E402
 from dde_world.server import ComfyServer  # noqa: E402
+from dde_world.ui2api import TITLES  # noqa: E402
 
 OUT = os.path.join(PACK, "workflows")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
@@ -19,6 +21,8 @@ NEG = "blurry, low quality, distorted"
 
 
 def N(key, type, pos, size=None, title=None, **widgets):
+    """A node; ``size`` None: the node's own minimum (pack nodes grow when their preview first arrives, so
+    no empty preview area is reserved before the first run)."""
     d = {"key": key, "type": type, "pos": pos, "widgets": widgets}
     if size: d["size"] = size
     if title: d["title"] = title
@@ -72,7 +76,7 @@ def diffedit_nodes():
     return [
         N("ref", "CLIPTextEncode", [360, 480], [400, 110], title="Reference prompt (what the picture shows)",
           text="a red ball on a grassy field under a blue sky"),
-        N("mask", "DDE_DiffEditMask", [800, 0], [320, 720], strength=0.5, n=10, seed=0, **{"seed:control": "fixed"},
+        N("mask", "DDE_DiffEditMask", [800, 0], None, strength=0.5, n=10, seed=0, **{"seed:control": "fixed"},
           cfg=1.0, threshold_method="rescale", threshold=0.5, clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0,
           batch_size=0),
     ]
@@ -89,7 +93,7 @@ WORKFLOWS = {}
 
 # 1 -- soft inpainting with a gradient map
 n = base_nodes("a shiny golden apple on a grassy field, detailed photo")
-n += [N("map", "DDE_RadialGradientMap", [800, 0], [320, 600], width=512, height=512, batch_size=1, centre_x=0.5,
+n += [N("map", "DDE_RadialGradientMap", [800, 0], None, width=512, height=512, batch_size=1, centre_x=0.5,
         centre_y=0.55, inner_radius=0.2, outer_radius=0.4, curve="smoothstep", gamma=1.0, invert=False),
       dks("ks", [1180, 0])]
 l = base_links() + [["img", "IMAGE", "map", "reference"]] + sampler_links("ks")
@@ -127,10 +131,10 @@ WORKFLOWS["diffedit_mask_edit"] = {"nodes": n, "links": l}
 
 # 3 -- DiffEdit heat -> semantic change map -> Differential KSampler
 n = base_nodes(QUERY) + diffedit_nodes()
-n += [N("sem", "DDE_SemanticChangeMap", [800, 780], [320, 400], floor=0.0, ceiling=1.0, gamma=1.5, normalize=False),
+n += [N("sem", "DDE_SemanticChangeMap", [800, 780], None, floor=0.0, ceiling=1.0, gamma=1.5, normalize=False),
       dict(N("steps", "PrimitiveNode", [1180, 470], [260, 80], title="steps"), value=25),
       dks("ks", [1180, 0]),
-      N("sched", "DDE_SchedulePreview", [1180, 600], [320, 520], sampler_name="euler", scheduler="normal",
+      N("sched", "DDE_SchedulePreview", [1180, 600], None, sampler_name="euler", scheduler="normal",
         denoise=1.0, mode="step", invert=False),
       N("pv", "PreviewImage", [1560, 600], [300, 260], title="Schedule preview")]
 l = base_links() + diffedit_links() + sampler_links("ks", pos="pos", change_map=("sem", 0)) + [
@@ -149,7 +153,7 @@ WORKFLOWS["diffedit_semantic_differential"] = {"nodes": n, "links": l}
 
 # 4 -- Strength Fan
 n = base_nodes("an oil painting of a red ball on a meadow, thick brush strokes")
-n += [N("fan", "DDE_StrengthFan", [800, 0], [340, 660], seed=42, **{"seed:control": "fixed"}, steps=20,
+n += [N("fan", "DDE_StrengthFan", [800, 0], None, seed=42, **{"seed:control": "fixed"}, steps=20,
         sampler_name="euler", scheduler="normal", cfg=7.0, strengths="0, 0.2, 0.4, 0.6, 0.8, 1", mode="step",
         layout="grid", columns=0),
       N("save", "SaveImage", [1180, 0], [420, 460], filename_prefix="differential_edit/strength_fan")]
@@ -165,7 +169,7 @@ WORKFLOWS["strength_fan"] = {"nodes": n, "links": l}
 # 5 -- depth-based change map
 n = base_nodes("a snowy mountain range at dusk behind a red ball, detailed photo")
 n += [N("depth", "LoadImage", [360, 480], [320, 340], title="Load depth image (white = near)", image=DEPTH),
-      N("map", "DDE_DepthChangeMap", [800, 0], [320, 440], change="far", near_value=0.9, far_value=0.0,
+      N("map", "DDE_DepthChangeMap", [800, 0], None, change="far", near_value=0.9, far_value=0.0,
         curve="smoothstep", gamma=1.0),
       dks("ks", [1180, 0])]
 l = base_links() + [["depth", "IMAGE", "map", "depth"]] + sampler_links("ks")
@@ -191,7 +195,7 @@ n = [N("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 100], title="Load Checkpo
        text="a shiny golden apple on a grassy field, detailed photo"),
      N("rneg", "CLIPTextEncode", [360, 490], [400, 110], title="Negative prompt (refiner)", text=NEG),
      N("enc", "VAEEncode", [360, 640], [200, 50]),
-     N("map", "DDE_RadialGradientMap", [800, 0], [320, 600], width=1024, height=1024, batch_size=1, centre_x=0.5,
+     N("map", "DDE_RadialGradientMap", [800, 0], None, width=1024, height=1024, batch_size=1, centre_x=0.5,
        centre_y=0.55, inner_radius=0.2, outer_radius=0.4, curve="smoothstep", gamma=1.0, invert=False),
      {"key": "reroute", "type": "Reroute", "pos": [1180, 620]},
      dict(N("steps", "PrimitiveNode", [800, 660], [260, 80], title="total steps"), value=25),
@@ -229,7 +233,7 @@ n = base_nodes("a glass sphere filled with glowing blue liquid on a grassy field
 n += [N("msd3", "ModelSamplingSD3", [360, 480], [300, 60], shift=3.0),
       N("mask", "LoadImageMask", [360, 600], [320, 340], title="Load mask of the region (white)", image=MASK,
         channel="red"),
-      N("map", "DDE_MaskDistanceFalloff", [800, 0], [320, 480], inner=0.0, outer=24.0, threshold=0.5,
+      N("map", "DDE_MaskDistanceFalloff", [800, 0], None, inner=0.0, outer=24.0, threshold=0.5,
         curve="smoothstep", gamma=1.0, invert=False),
       dks("ks", [1180, 0], mode="denoise", steps=28, cfg=4.5, scheduler="simple")]
 l = base_links() + [["ckpt", "MODEL", "msd3", "model"], ["mask", "MASK", "map", "mask"]] + sampler_links("ks", model="msd3")
@@ -246,14 +250,33 @@ n.append(note("note", [0, 540], "Flow models (SD3 / SD3.5, Flux): Differential K
 WORKFLOWS["flow_model_sd3"] = {"nodes": n, "links": l}
 
 
-if __name__ == "__main__":
+THUMBNAIL = 512
+
+
+def write_thumbnails():
+    """``<title>.jpg`` next to each ``<title>.json``: the card picture of ComfyUI's template browser, made from
+    the README picture ``previews/<name>.png`` fitted into a dark square."""
+    from PIL import Image
+
+    for name, title in TITLES.items():
+        picture = Image.open(os.path.join(OUT, "previews", name + ".png")).convert("RGB")
+        scale = THUMBNAIL / max(picture.size)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
+        card = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (32, 32, 32))
+        card.paste(picture, ((THUMBNAIL - picture.width) // 2, (THUMBNAIL - picture.height) // 2))
+        card.save(os.path.join(OUT, title + ".jpg"), quality=88)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--thumbnails"]:
+    write_thumbnails()
+elif __name__ == "__main__":
     with ComfyServer(find_comfyui()) as server, B.open_frontend(server.url) as br:
         for name, spec in WORKFLOWS.items():
             wf = B.build_graph(br, spec)
             br.eval("() => { app.canvas.ds.scale = 0.75; app.canvas.ds.offset = [40, 40]; }")
             wf = B.frontend_prompt(br)["workflow"]   # what the frontend exports (with extra.frontendVersion)
             wf["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "differential-edit/workflows/" + name))  # graph.clear() zeroes it
-            with open(os.path.join(OUT, name + ".json"), "w") as f:
+            with open(os.path.join(OUT, TITLES[name] + ".json"), "w") as f:
                 json.dump(wf, f, indent=2)
                 f.write("\n")
             print(name, len(wf["nodes"]), len(wf["links"]))

@@ -105,9 +105,44 @@ def step_colours(start: torch.Tensor, n_steps: int) -> torch.Tensor:
     return torch.where(never.unsqueeze(-1), torch.tensor(NEVER_COLOUR), torch.nan_to_num(colour, nan=0.0))
 
 
-def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8) -> torch.Tensor:
+def schedule_text_size(panel_width: int) -> int:
+    """Font size of the schedule picture's header and legend: readable once the node shrinks the picture."""
+    return max(10, panel_width // 14)
+
+
+def _text_strip(width: int, height: int, items: list[tuple[float, str, str]], font) -> np.ndarray:
+    """A dark strip ``(height, width, 3)`` uint8 with texts placed at fractions of the width: ``(where, anchor, text)``,
+    anchor ``l``/``m``/``r``."""
+    pil = Image.new("RGB", (width, height), (24, 24, 24))
+    draw = ImageDraw.Draw(pil)
+    for where, anchor, text in items:
+        box = draw.textbbox((0, 0), text, font=font)
+        w, h = box[2] - box[0], box[3] - box[1]
+        x = {"l": where * width, "m": where * width - w / 2, "r": where * width - w}[anchor]
+        x = min(max(int(x), 2), max(width - w - 2, 2))
+        draw.text((x - box[0], (height - h) // 2 - box[1]), text, fill=(240, 240, 240), font=font)
+    return np.asarray(pil)
+
+
+def _fit_font(text_items: list[str], width: int, size: int):
+    """The largest font up to ``size`` in which the texts, side by side, fit ``width``."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    while True:
+        font = _font(size)
+        total = sum(probe.textbbox((0, 0), t, font=font)[2] for t in text_items) + 8 * len(text_items)
+        if total <= width or size <= 6:
+            return font, size
+        size -= 1
+
+
+def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8,
+                   min_panel: int = 256) -> torch.Tensor:
     """Two panels at latent resolution (each latent cell ``scale`` px, with a grid): the start step
-    of every cell and its effective strength (free steps / N) → ``(1,H,2W+gap,3)``."""
+    of every cell and its effective strength (free steps / N), under a header naming them and over a
+    legend of their colours (start steps first to last, black = never; strength 0 to 1) →
+    ``(1, header + H + legend, 2W + gap, 3)``. Small grids get larger cells, so a panel is at least
+    ``min_panel`` px wide and its text stays readable."""
+    scale = max(int(scale), -(-int(min_panel) // max(int(start.shape[-1]), 1)))
     left = step_colours(start, n_steps)
     right = effective.clamp(0, 1).unsqueeze(-1).expand(*effective.shape, 3)
     panels = []
@@ -117,13 +152,40 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
             big[::scale, :, :] = big[::scale, :, :] * 0.6 + 0.4 * 0.5
             big[:, ::scale, :] = big[:, ::scale, :] * 0.6 + 0.4 * 0.5
         panels.append(big)
+    ph, pw = panels[0].shape[0], panels[0].shape[1]
+    gap_w = max(4, scale // 2)
     firsts = start[torch.isfinite(start)]
     first = int(firsts.min()) if firsts.numel() else None
-    text_left = f"start step /{n_steps}" + (f", first {first}" if first is not None else ", none changes")
-    text_right = f"strength, mean {float(effective.mean()):.2f}"
-    gap = torch.ones(panels[0].shape[0], max(4, scale // 2), 3)
-    out = torch.cat([label(panels[0], text_left), gap, label(panels[1], text_right)], dim=1)
-    return out.unsqueeze(0).contiguous()
+    head_left = f"start step of {n_steps}" + (f", first {first}" if first is not None else ", none changes")
+    head_right = f"strength, mean {float(effective.mean()):.2f}"
+    font, size = _fit_font([head_left], pw, schedule_text_size(pw))
+    font_r, size_r = _fit_font([head_right], pw, size)
+    strip = int(min(size, size_r) * 1.7) + 2
+    header = [_text_strip(pw, strip, [(0.0, "l", head_left)], font), _text_strip(pw, strip, [(0.0, "l", head_right)], font_r)]
+
+    # legends: a colour bar (the ramp from the first step to the last, then a black "never" swatch) and a grey bar
+    bar = max(6, strip // 2)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    never_w = max(probe.textbbox((0, 0), "never", font=font)[2] + 10, pw // 6)
+    steps_axis = torch.linspace(0, max(n_steps - 1, 0), pw - never_w)
+    ramp = step_colours(steps_axis.unsqueeze(0), n_steps)[0]
+    ramp = torch.cat([ramp, torch.tensor(NEVER_COLOUR).expand(never_w, 3)])
+    grey = torch.linspace(0, 1, pw).unsqueeze(-1).expand(pw, 3)
+    last = f"{max(n_steps - 1, 0)}"
+    lfont = font
+    legends = []
+    for colours, texts, f in ((ramp, [(0.0, "l", "step 0"), ((pw - never_w - 6) / pw, "r", last),
+                                      ((pw - never_w / 2) / pw, "m", "never")], lfont),
+                              (grey, [(0.0, "l", "0 (kept)"), (1.0, "r", "1 (full)")], lfont)):
+        bar_px = (colours.unsqueeze(0).expand(bar, pw, 3).numpy() * 255 + 0.5).astype(np.uint8)
+        legends.append(np.concatenate([bar_px, _text_strip(pw, strip, texts, f)]))
+    columns = []
+    for head, panel, legend in zip(header, panels, legends):
+        picture = (panel.numpy() * 255 + 0.5).astype(np.uint8)
+        columns.append(np.concatenate([head, picture, legend]))
+    gap = np.full((columns[0].shape[0], gap_w, 3), 255, np.uint8)
+    out = np.concatenate([columns[0], gap, columns[1]], axis=1).astype(np.float32) / 255.0
+    return torch.from_numpy(out).unsqueeze(0).contiguous()
 
 
 def heat_preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:

@@ -265,13 +265,8 @@ def add_node_by_search(browser: Browser, display_name: str, at=(700, 500)) -> li
     return browser.eval("(before) => app.graph._nodes.filter(n => !before.includes(n.id)).map(n => n.type)", before)
 
 
-def queue_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:
-    """Queue the current graph as the Run button does and wait until the server reports it done.
-
-    Returns the prompt id; raises if the run failed (the error is in the message).
-    """
-    return browser.eval("""async (timeout) => {
-        const done = new Promise((resolve, reject) => {
+#: JS: a promise for the next prompt's end (resolves to its id on success, rejects with the error event)
+_PROMPT_DONE = """(timeout) => new Promise((resolve, reject) => {
             let id = null;
             const finish = (e) => {
                 if (id !== null && e.detail?.prompt_id !== id) return;
@@ -282,10 +277,59 @@ def queue_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:
                 api.addEventListener(t, finish);
             api.addEventListener('execution_start', (e) => { id ??= e.detail.prompt_id; });
             setTimeout(() => reject(new Error('no result in time')), timeout);
-        });
-        await app.queuePrompt(0, 1);
-        return await done;
-    }""".replace("api.", "window.comfyAPI.api.api."), timeout_ms)
+        })""".replace("api.", "window.comfyAPI.api.api.")
+RUN_BUTTON = "[data-testid=queue-button]"
+
+
+def drop_file(browser: Browser, name: str, data: bytes, mime: str = "application/json", at=(800, 500)):
+    """Drop a file onto the canvas as a user does from a file manager: a ``drop`` event carrying the file
+    (the frontend's own drop handler loads it)."""
+    browser.eval("""([name, bytes, mime, x, y]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], name, {type: mime}));
+        const target = document.elementFromPoint(x, y);
+        for (const type of ['dragenter', 'dragover', 'drop'])
+            target.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true,
+                                                      clientX: x, clientY: y}));
+    }""", [name, list(data), mime, *at])
+
+
+def pick_combo(browser: Browser, node_id: int, widget: str, value: str):
+    """Choose ``value`` in a node's combo widget as a user does: click the widget, click the menu entry."""
+    page = browser.page
+    x, y = browser.eval("""([id, name]) => {
+        const node = app.graph.getNodeById(id), w = node.widgets.find(w => w.name === name);
+        app.canvas.ds.offset = [80 / app.canvas.ds.scale - node.pos[0], 80 / app.canvas.ds.scale - node.pos[1]];
+        app.canvas.setDirty(true, true);
+        const h = w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
+        const [cx, cy] = app.canvasPosToClientPos([node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + h / 2]);
+        return [cx, cy];
+    }""", [node_id, widget])
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    entry = page.locator(".litecontextmenu .litemenu-entry", has_text=value).first
+    entry.wait_for(state="visible", timeout=10000)
+    entry.click()
+    page.wait_for_timeout(200)
+    return browser.eval("([id, name]) => app.graph.getNodeById(id).widgets.find(w => w.name === name).value",
+                        [node_id, widget])
+
+
+def run_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:
+    """Press the Run button and wait until the server reports the prompt done; returns its id (raises on failure)."""
+    browser.eval("(timeout) => { window.__dde_done = (" + _PROMPT_DONE + ")(timeout); "
+                 "window.__dde_done.catch(() => {}); }", timeout_ms)
+    browser.page.locator(RUN_BUTTON).first.click()
+    return browser.eval("() => window.__dde_done")
+
+
+def queue_and_wait(browser: Browser, timeout_ms: int = 240000) -> str:
+    """Queue the current graph as the Run button does and wait until the server reports it done.
+
+    Returns the prompt id; raises if the run failed (the error is in the message).
+    """
+    return browser.eval("async (timeout) => { const done = (" + _PROMPT_DONE + ")(timeout); "
+                        "await app.queuePrompt(0, 1); return await done; }", timeout_ms)
 
 
 def dump(obj) -> str:

@@ -98,6 +98,24 @@ class ComfyInProcess:
     def node(self, node_id: str):
         return self.nodes.NODE_CLASS_MAPPINGS[node_id]
 
+    def run_node(self, node_id: str, **inputs):
+        """Execute a node by id with inputs by name, as ComfyUI would: widgets left out take their schema default
+        (a combo without one its first option); optional sockets left out are not passed. Returns the outputs."""
+        cls = self.node(node_id)
+        kwargs = {}
+        for spec in cls.GET_SCHEMA().inputs:
+            if spec.id in inputs:
+                kwargs[spec.id] = inputs.pop(spec.id)
+            elif getattr(spec, "default", None) is not None:
+                kwargs[spec.id] = spec.default
+            elif getattr(spec, "options", None):
+                kwargs[spec.id] = spec.options[0]
+            elif not spec.optional:
+                raise TypeError(f"{node_id}: no value for required input '{spec.id}'")
+        if inputs:
+            raise TypeError(f"{node_id} has no input(s) {sorted(inputs)}")
+        return cls.execute(**kwargs)
+
     def module(self, dotted: str):
         """A submodule of the pack as ComfyUI loaded it, e.g. ``module('nodes.sampling')``."""
         return sys.modules[self.module_name + "." + dotted]

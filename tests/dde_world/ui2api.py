@@ -198,8 +198,27 @@ WORKFLOW_DIR = os.path.join(PACK_ROOT, "workflows")
 INPUT_DIR = os.path.join(WORKFLOW_DIR, "inputs")
 
 
+#: the example workflows: short name (tests, README pictures in workflows/previews) -> file name without
+#: ".json", which is the card's title in ComfyUI's template browser (the frontend shows the file name as
+#: the title and loads ``<file name>.jpg`` next to it as the card's picture)
+TITLES = {
+    "soft_inpainting_gradient": "Soft inpainting, radial map",
+    "diffedit_mask_edit": "DiffEdit mask, then edit",
+    "diffedit_semantic_differential": "DiffEdit heat as change map",
+    "strength_fan": "Strength Fan, six strengths",
+    "depth_change_map": "Background change by depth",
+    "sdxl_base_refiner_split": "SDXL base and refiner split",
+    "flow_model_sd3": "SD3 flow model, denoise mode",
+}
+
+
 def workflow_files() -> list[str]:
     return sorted(glob.glob(os.path.join(WORKFLOW_DIR, "*.json")))
+
+
+def workflow_path(name: str) -> str:
+    """The JSON file of the example workflow with short name ``name`` (a key of :data:`TITLES`)."""
+    return os.path.join(WORKFLOW_DIR, TITLES[name] + ".json")
 
 
 def api_example():

@@ -1,0 +1,101 @@
+"""Messages shown on a node when a run "succeeds" in a way the picture does not explain.
+
+Each helper returns message lines (empty when all is well) and logs each one as a warning naming
+the node and the input; ``preview.messages_ui`` puts them in the node's UI output, where
+``js/differential_edit.js`` shows them on the node. Nodes that can warn always send their list
+(empty too), so a message disappears once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from . import sampling
+from .core import notes
+
+LOG = logging.getLogger("differential_edit")
+
+
+def _log(node: str, lines: list[str]) -> list[str]:
+    for line in lines:
+        LOG.warning("%s: %s", node, line)
+    return lines
+
+
+def stretch(node: str, input_name: str, maps: torch.Tensor, latent_shape) -> list[str]:
+    """A map whose aspect ratio is not the latent's is stretched to fit: say so."""
+    found = notes.aspect_mismatch(maps, tuple(latent_shape)[-2:])
+    if found is None:
+        return []
+    (mh, mw), (lh, lw) = found.map_size, found.latent_size
+    return _log(node, [f"{input_name}: the map is {mw} x {mh} px but the latent is {lw} x {lh} cells, another aspect "
+                       f"ratio: it is stretched to fit ({found.cells:.0f} cells off). Make the map at the picture's "
+                       f"size (e.g. connect the picture to the map node's reference)."])
+
+
+def coverage(node: str, input_name: str, mask: torch.Tensor, identical: bool = False) -> list[str]:
+    """An empty or full mask (and, for DiffEdit Mask, predictions that never differ)."""
+    lines = []
+    if identical:
+        lines.append(f"{input_name}: the query and the reference give the same prediction everywhere (the same "
+                     f"prompt?): there is no difference to find.")
+    found = notes.mask_coverage(mask)
+    if found is not None:
+        which = (lambda ids: "" if found.batch == 1 else f" (image {', '.join(str(i + 1) for i in ids)} of {found.batch})")
+        if found.empty:
+            lines.append(f"{input_name}: the mask is empty{which(found.empty)}: nothing is selected, an edit with it "
+                         f"returns the picture unchanged.")
+        if found.full:
+            lines.append(f"{input_name}: the mask covers the whole picture{which(found.full)}: an edit with it changes "
+                         f"everything.")
+    return _log(node, lines)
+
+
+def same_conditioning(a, b) -> bool:
+    """Whether two CONDITIONING lists carry the same tensors (the same prompt encoded twice)."""
+    if a is None or b is None or len(a) != len(b):
+        return False
+    for (ta, ea), (tb, eb) in zip(a, b):
+        if not (isinstance(ta, torch.Tensor) and isinstance(tb, torch.Tensor)) or ta.shape != tb.shape:
+            return False
+        if not torch.equal(ta, tb):
+            return False
+        pa, pb = ea.get("pooled_output"), eb.get("pooled_output")
+        if isinstance(pa, torch.Tensor) != isinstance(pb, torch.Tensor):
+            return False
+        if isinstance(pa, torch.Tensor) and (pa.shape != pb.shape or not torch.equal(pa, pb)):
+            return False
+    return True
+
+
+def levels_of(run) -> notes.Levels:
+    """How many strengths a planned run (``sampling.plan``) renders."""
+    from .core.schedule import free_steps
+
+    return notes.render_levels(run.strength_map, free_steps(run.start, run.n_steps), run.n_steps)
+
+
+def levels_line(found: notes.Levels) -> str:
+    steps = f"{found.n_steps} step renders" if found.n_steps == 1 else f"{found.n_steps} steps render"
+    return (f"{steps} at most {found.possible} distinct strengths; this map gets "
+            f"{found.rendered}.")
+
+
+def collapse(node: str, found: notes.Levels) -> list[str]:
+    if not found.collapsed:
+        return []
+    return _log(node, [f"steps: {levels_line(found)} {found.to_keep + found.to_full} of the map's {found.grey} grey "
+                       f"latent cells become 0 (kept: {found.to_keep}) or 1 (changed fully: {found.to_full}). "
+                       f"Use more steps for graded change."])
+
+
+def sampler_levels(node: str, model, spec: sampling.ChangeMapSpec, latent_shape, steps: int, sampler_name: str,
+                   scheduler: str, denoise: float = 1.0) -> list[str]:
+    """For the sampler nodes: warn when the schedule turns the map's greys into 0 or 1 (maps without grey
+    values cost nothing here)."""
+    if not notes.has_grey(spec.maps) or len(tuple(latent_shape)) != 4:
+        return []
+    run = sampling.plan(model, spec, latent_shape, steps, sampler_name, scheduler, denoise)
+    return collapse(node, levels_of(run))
