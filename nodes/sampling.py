@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -70,8 +71,57 @@ class ChangeMapSpec:
     input_name: str = "change_map"
 
 
-def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher) -> torch.Tensor:
-    """Per-pixel start step for ``spec.mode`` over the full schedule ``sigmas`` (float32, CPU)."""
+def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
+    """A vectorised ``M -> KSampler's first level`` for :func:`schedule.start_steps_denoise` (None: unknown scheduler)."""
+    if scheduler not in schedule.KNOWN_SCHEDULERS or scheduler not in comfy.samplers.SCHEDULER_HANDLERS:
+        return None
+    if comfy.samplers.SCHEDULER_HANDLERS[scheduler].handler is not _KNOWN_HANDLERS.get(scheduler):
+        return None   # another extension replaced ComfyUI's scheduler: use its own code
+    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+    kw = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+    if scheduler in ("simple", "ddim_uniform"):
+        kw["table"] = ms.sigmas
+    if scheduler in ("normal", "sgm_uniform"):
+        t_max, t_min = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+        kw.update(t_max=float(t_max), t_min=float(t_min), zero_end=math.isclose(float(ms.sigma(t_min)), 0, abs_tol=0.00001),
+                  sigma_fn=lambda ts: ms.sigma(ts).detach().to("cpu", torch.float32))
+
+    def levels(totals: torch.Tensor):
+        try:
+            return schedule.denoise_start_levels(scheduler, totals, n_steps, discard, **kw)
+        except Exception:   # a model_sampling whose sigma() is scalar-only: ComfyUI's own code decides
+            return None
+
+    return levels
+
+
+def _known_handlers() -> dict:
+    """ComfyUI's own scheduler functions that :func:`schedule.denoise_start_levels` mirrors."""
+    import functools
+    import comfy.k_diffusion.sampling as kds
+
+    found = {"simple": comfy.samplers.simple_scheduler, "ddim_uniform": comfy.samplers.ddim_scheduler,
+             "normal": comfy.samplers.normal_scheduler, "linear_quadratic": comfy.samplers.linear_quadratic_schedule,
+             "kl_optimal": comfy.samplers.kl_optimal_scheduler, "karras": kds.get_sigmas_karras,
+             "exponential": kds.get_sigmas_exponential}
+    sgm = comfy.samplers.SCHEDULER_HANDLERS.get("sgm_uniform")
+    if sgm is not None and isinstance(sgm.handler, functools.partial) and sgm.handler.func is comfy.samplers.normal_scheduler \
+            and sgm.handler.keywords == {"sgm": True} and not sgm.handler.args:
+        found["sgm_uniform"] = sgm.handler
+    return found
+
+
+_KNOWN_HANDLERS = _known_handlers()
+
+
+def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher,
+                closed_form: bool = True) -> torch.Tensor:
+    """Per-pixel start step for ``spec.mode`` over the full schedule ``sigmas`` (float32, CPU).
+
+    ``closed_form=False`` computes ``denoise`` mode with ComfyUI's own scheduler code for every
+    distinct total step count (the reference the closed form is tested against; slow).
+    """
     n_steps = int(sigmas.numel()) - 1
     if spec.mode == "step":
         return schedule.start_steps_step(strength_map, n_steps)
@@ -87,13 +137,20 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
         return schedule.start_steps_thresholds(strength_map, schedule.timestep_thresholds(ts.tolist(), ts_from, ts_to))
     if spec.mode == "denoise":
         ref = spec.reference
-        ks = comfy.samplers.KSampler(patcher, steps=n_steps, device="cpu", sampler=ref.sampler_name,
-                                     scheduler=ref.scheduler, denoise=1.0, model_options=patcher.model_options)
+        known = comfy.samplers.KSampler
+        sampler_name = ref.sampler_name if ref.sampler_name in known.SAMPLERS else known.SAMPLERS[0]
+        scheduler = ref.scheduler if ref.scheduler in known.SCHEDULERS else known.SCHEDULERS[0]
+        made = []
 
-        def sigma_start(total_steps: int) -> float:
-            return float(ks.calculate_sigmas(total_steps)[-(n_steps + 1)])
+        def sigma_start(total_steps: int) -> float:   # ComfyUI's own code (made on first use: it builds a schedule)
+            if not made:
+                made.append(known(patcher, steps=n_steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
+                                  denoise=1.0, model_options=patcher.model_options))
+            return float(made[0].calculate_sigmas(total_steps)[-(n_steps + 1)])
 
-        return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise)
+        fast = _denoise_levels(ms, sampler_name, scheduler, n_steps) if closed_form else None
+        return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise,
+                                            sigma_starts=fast)
     raise NodeInputError(spec.node, "mode", f"one of {schedule.MODES}", repr(spec.mode))
 
 
