@@ -84,7 +84,7 @@ def timestep_thresholds(timesteps: Sequence[float], ts_from: float, ts_to: float
 KNOWN_SCHEDULERS = ("normal", "sgm_uniform", "karras", "exponential", "simple", "ddim_uniform", "linear_quadratic",
                     "kl_optimal")
 #: a closed-form level this close (relative) to a decision boundary is recomputed by the exact fallback
-LEVEL_CHECK_RTOL = 1e-6
+LEVEL_CHECK_RTOL = 4e-6
 
 
 def _linspace_at(start: float, end: float, count: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -125,14 +125,13 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
         out = sigma_fn(ts).to(torch.float32)
     elif scheduler == "karras":
         lo, hi = float(sigma_min) ** (1 / 7.0), float(sigma_max) ** (1 / 7.0)
-        ramp = _linspace_at(0.0, 1.0, steps, pos).to(torch.float64)
-        out = (hi + ramp * (lo - hi)) ** 7.0
+        out = (hi + _linspace_at(0.0, 1.0, steps, pos) * (lo - hi)) ** 7.0     # float32, as ComfyUI computes it
     elif scheduler == "exponential":
         out = _linspace_at(math.log(float(sigma_max)), math.log(float(sigma_min)), steps, pos).to(torch.float64).exp()
     elif scheduler == "kl_optimal":
         if bool((steps < 2).any()):
             return None
-        adj = (pos.to(torch.float32) / (steps - 1).to(torch.float32)).to(torch.float64)
+        adj = pos.to(torch.float32) / (steps - 1).to(torch.float32)      # float32, as ComfyUI computes it
         out = torch.tan(adj * math.atan(float(sigma_min)) + (1 - adj) * math.atan(float(sigma_max)))
     elif scheduler == "linear_quadratic":
         t = steps.to(torch.float64)
@@ -142,7 +141,7 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
         diff = lin - thr * t
         quad_steps = t - lin
         q_coef = diff / (lin * quad_steps ** 2)
-        l_coef = thr / lin - 2 * diff / (quad_steps ** 2)
+        l_coef = torch.full_like(lin, thr) / lin - 2 * diff / (quad_steps ** 2)   # a true division (not a reciprocal)
         const = q_coef * (lin ** 2)
         x = torch.where(i < lin, i * thr / lin, q_coef * (i ** 2) + l_coef * i + const)
         x = torch.where(steps == 1, torch.zeros_like(x), x)
@@ -153,7 +152,8 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
         tab = table.detach().flatten().to("cpu", torch.float32)
         size = int(tab.numel())
         if scheduler == "simple":
-            idx = torch.floor(pos.to(torch.float64) * (size / steps.to(torch.float64))).to(torch.int64)
+            stride = torch.full(steps.shape, float(size), dtype=torch.float64) / steps.to(torch.float64)
+            idx = torch.floor(pos.to(torch.float64) * stride).to(torch.int64)
             out = tab[size - 1 - idx]
         else:
             zero_start = math.isclose(float(tab[1]), 0, abs_tol=0.00001)
