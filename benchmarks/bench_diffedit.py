@@ -30,15 +30,15 @@ class CallCounter:
         return executor(*args, **kwargs)
 
 
-def run(kind: str, n: int, repeats: int, size: int, batch_size: int):
-    env = common.comfy()
+def run(kind: str, n: int, repeats: int, size: int, batch_size: int, device: str = "cpu"):
+    env = common.comfy(device)
     import torch
 
     import comfy.samplers
     from dde_world.tiny import unet_model
 
     de = env.module("nodes.diffedit")
-    model = unet_model(full=kind == "full")
+    model = common.real_layout_unet("sd15") if device == "cuda" and kind == "full" else unet_model(full=kind == "full", dtype=common.dtype())
     torch.manual_seed(0)
     query = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
     reference = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
@@ -91,9 +91,10 @@ def main():
     p.add_argument("--repeats", type=int, default=None, help="paired rounds (default: 7 tiny, 3 full)")
     p.add_argument("--size", type=int, default=32, help="latent side")
     p.add_argument("--batch-size", type=int, default=0, help="the node's batch_size (0 = auto)")
+    common.add_device_argument(p)
     a = p.parse_args()
     for kind in (["tiny", "full"] if a.model == "both" else [a.model]):
-        run(kind, a.n, a.repeats or (7 if kind == "tiny" else 3), a.size, a.batch_size)
+        run(kind, a.n, a.repeats or (7 if kind == "tiny" else 3), a.size, a.batch_size, a.device)
 
 
 if __name__ == "__main__":

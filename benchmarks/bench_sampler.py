@@ -6,6 +6,7 @@ full-size SD1.5 UNet at a 32x32 latent, <= 1.05 on the tiny UNet; vs the built-i
 peak memory <= +5 % of KSampler's.
 
     COMFYUI_PATH=~/comfy/ComfyUI ~/comfy/venv/bin/python benchmarks/bench_sampler.py [--model tiny|full|both]
+    ... bench_sampler.py --device cuda --model sdxl --size 128 --steps 30     (a GPU: fp16 real layouts)
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ import argparse
 import common
 
 
-def run(model_kind: str, steps: int, repeats: int, size: int, mode: str):
-    env = common.comfy()
+def run(model_kind: str, steps: int, repeats: int, size: int, mode: str, device: str = "cpu"):
+    env = common.comfy(device)
     import torch
     import nodes
     from dde_world.tiny import unet_model
 
-    model = unet_model(full=model_kind == "full")
-    torch.manual_seed(0)
-    cond = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
-    neg = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    if model_kind in ("sd15", "sdxl"):
+        model = common.real_layout_unet(model_kind)
+        cond, neg = common.conditioning(model_kind, 1), common.conditioning(model_kind, 2)
+    else:
+        model = unet_model(full=model_kind == "full", dtype=common.dtype())
+        torch.manual_seed(0)
+        cond = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
+        neg = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
     latent = {"samples": torch.randn(1, 4, size, size)}
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size * 8), torch.linspace(0, 1, size * 8), indexing="ij")
     cmap = ((xx + yy) / 2).unsqueeze(0).contiguous()      # a diagonal gradient at picture resolution
@@ -63,7 +68,10 @@ def run(model_kind: str, steps: int, repeats: int, size: int, mode: str):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["tiny", "full", "both"], default="both")
+    p.add_argument("--model", choices=["tiny", "full", "both", "sd15", "sdxl"], default="both",
+                   help="tiny / full: SD1.5 layouts in float32 on the CPU; sd15 / sdxl: random-weight real layouts "
+                   "(use with --device cuda)")
+    common.add_device_argument(p)
     p.add_argument("--steps", type=int, default=None, help="default: 20 tiny, 4 full")
     p.add_argument("--repeats", type=int, default=None, help="paired rounds (default: 15 tiny, 3 full)")
     p.add_argument("--size", type=int, default=32, help="latent side (picture side / 8)")
@@ -73,7 +81,7 @@ def main():
     for kind in kinds:
         steps = a.steps or (20 if kind == "tiny" else 4)
         repeats = a.repeats or (15 if kind == "tiny" else 3)
-        run(kind, steps, repeats, a.size, a.mode)
+        run(kind, steps, repeats, a.size, a.mode, a.device)
 
 
 if __name__ == "__main__":

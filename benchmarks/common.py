@@ -18,21 +18,42 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the test-sup
 from dde_world import locate  # noqa: E402
 
 
-def comfy():
+#: the device the benchmarks run on ("cpu" or "cuda"), set by :func:`comfy`
+DEVICE = "cpu"
+
+
+def add_device_argument(parser):
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (default; float32) or cuda (ComfyUI's GPU, float16 models)")
+
+
+def comfy(device: str = "cpu"):
+    """ComfyUI in-process; ``device="cuda"`` lets ComfyUI use the GPU (the tests always force the CPU)."""
+    global DEVICE
     path = locate.find_comfyui()
     if not path:
         sys.exit("ComfyUI not found: set COMFYUI_PATH (see README)")
-    env = locate.comfy_in_process(path)
+    env = locate.comfy_in_process(path, cpu=device == "cpu")
+    import comfy.model_management
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
+    if device == "cuda" and comfy.model_management.get_torch_device().type != "cuda":
+        sys.exit("--device cuda: ComfyUI found no CUDA device")
+    DEVICE = device
     return env
+
+
+def dtype():
+    import torch
+
+    return torch.float16 if DEVICE == "cuda" else torch.float32
 
 
 def sync():
     import torch
 
-    if torch.cuda.is_available():
+    if DEVICE == "cuda":
         torch.cuda.synchronize()
 
 
@@ -96,7 +117,7 @@ def peak_memory(fn) -> tuple[int, int]:
     """(peak bytes above the level before the call, absolute peak) — CUDA allocator on GPU, RSS on CPU."""
     import torch
 
-    if torch.cuda.is_available():
+    if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
         fn()
@@ -110,6 +131,103 @@ def peak_memory(fn) -> tuple[int, int]:
 def device_name() -> str:
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores, torch {torch.__version__})"
+    if DEVICE == "cuda":
+        return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__}, float16)"
+    return f"CPU ({os.cpu_count()} cores, torch {torch.__version__}, float32)"
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+SDXL_CONFIG = dict(
+    use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False, num_classes="sequential",
+    adm_in_channels=2816, in_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
+    transformer_depth=[0, 0, 2, 2, 10, 10], channel_mult=[1, 2, 4], transformer_depth_middle=10,
+    use_linear_in_transformer=True, context_dim=2048, num_head_channels=64,
+    transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], use_temporal_attention=False, use_temporal_resblock=False,
+)
+
+
+def _random_init(module, seed: int):
+    """normal(0, 0.02) weights, unit norms, zero biases (ComfyUI's layers skip initialisation)."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    norms = (torch.nn.GroupNorm, torch.nn.LayerNorm)
+    with torch.no_grad():
+        for m in module.modules():
+            for name, p in m.named_parameters(recurse=False):
+                if isinstance(m, norms):
+                    p.fill_(1.0 if name == "weight" else 0.0)
+                elif name == "bias":
+                    p.zero_()
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen).mul_(0.02).to(p.dtype))
+
+
+def real_layout_unet(kind: str, seed: int = 0):
+    """A random-weight UNet of the real ``sd15`` or ``sdxl`` layout on the benchmark device (fp16 on CUDA)."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+    from dde_world.tiny import SD15_FULL_CONFIG
+
+    if kind == "sdxl":
+        config = comfy.supported_models.SDXL(dict(SDXL_CONFIG))
+    else:
+        cfg = {k: v for k, v in SD15_FULL_CONFIG.items() if k not in ("num_heads", "num_head_channels")}
+        config = comfy.supported_models.SD15(cfg)
+    config.set_inference_dtype(dtype(), None)
+    device = comfy.model_management.get_torch_device()
+    base = config.get_model({}, device="cpu")
+    base.diffusion_model.to(dtype())
+    _random_init(base.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=comfy.model_management.unet_offload_device())
+
+
+def conditioning(kind: str, seed: int):
+    """Random prompt conditionings of the layout's widths (SDXL: 2048 + pooled 1280)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "sdxl":
+        return [[torch.randn(1, 77, 2048, generator=gen) * 0.5, {"pooled_output": torch.randn(1, 1280, generator=gen) * 0.5,
+                                                                 "width": 1024, "height": 1024}]]
+    return [[torch.randn(1, 77, 768, generator=gen) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
+
+
+def near_free_model():
+    """A real ComfyUI MODEL whose network costs almost nothing (predicts zero noise): the hooks' own cost shows."""
+    import torch
+
+    import comfy.latent_formats
+    import comfy.model_base
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models_base
+
+    class NearFreeNet(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            self.dtype = torch.float32
+            self.register_buffer("anchor", torch.zeros(1))
+
+        def forward(self, x, timesteps, context=None, **kwargs):
+            return x * self.anchor
+
+    class Config(comfy.supported_models_base.BASE):
+        unet_config = {}
+        unet_extra_config = {}
+        latent_format = comfy.latent_formats.SD15
+        memory_usage_factor = 0.01
+
+    device = comfy.model_management.get_torch_device()
+    base = comfy.model_base.BaseModel(Config({}), device=device, unet_model=NearFreeNet)
+    return comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=comfy.model_management.unet_offload_device())
+
+
+def ramp(side: int):
+    """A diagonal 0..1 ramp change map at picture resolution ``side`` x ``side``."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    return ((xx + yy) / 2).unsqueeze(0).contiguous()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -70,8 +71,57 @@ class ChangeMapSpec:
     input_name: str = "change_map"
 
 
-def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher) -> torch.Tensor:
-    """Per-pixel start step for ``spec.mode`` over the full schedule ``sigmas`` (float32, CPU)."""
+def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
+    """A vectorised ``M -> KSampler's first level`` for :func:`schedule.start_steps_denoise` (None: unknown scheduler)."""
+    if scheduler not in schedule.KNOWN_SCHEDULERS or scheduler not in comfy.samplers.SCHEDULER_HANDLERS:
+        return None
+    if comfy.samplers.SCHEDULER_HANDLERS[scheduler].handler is not _KNOWN_HANDLERS.get(scheduler):
+        return None   # another extension replaced ComfyUI's scheduler: use its own code
+    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+    kw = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+    if scheduler in ("simple", "ddim_uniform"):
+        kw["table"] = ms.sigmas
+    if scheduler in ("normal", "sgm_uniform"):
+        t_max, t_min = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+        kw.update(t_max=float(t_max), t_min=float(t_min), zero_end=math.isclose(float(ms.sigma(t_min)), 0, abs_tol=0.00001),
+                  sigma_fn=lambda ts: ms.sigma(ts).detach().to("cpu", torch.float32))
+
+    def levels(totals: torch.Tensor):
+        try:
+            return schedule.denoise_start_levels(scheduler, totals, n_steps, discard, **kw)
+        except Exception:   # a model_sampling whose sigma() is scalar-only: ComfyUI's own code decides
+            return None
+
+    return levels
+
+
+def _known_handlers() -> dict:
+    """ComfyUI's own scheduler functions that :func:`schedule.denoise_start_levels` mirrors."""
+    import functools
+    import comfy.k_diffusion.sampling as kds
+
+    found = {"simple": comfy.samplers.simple_scheduler, "ddim_uniform": comfy.samplers.ddim_scheduler,
+             "normal": comfy.samplers.normal_scheduler, "linear_quadratic": comfy.samplers.linear_quadratic_schedule,
+             "kl_optimal": comfy.samplers.kl_optimal_scheduler, "karras": kds.get_sigmas_karras,
+             "exponential": kds.get_sigmas_exponential}
+    sgm = comfy.samplers.SCHEDULER_HANDLERS.get("sgm_uniform")
+    if sgm is not None and isinstance(sgm.handler, functools.partial) and sgm.handler.func is comfy.samplers.normal_scheduler \
+            and sgm.handler.keywords == {"sgm": True} and not sgm.handler.args:
+        found["sgm_uniform"] = sgm.handler
+    return found
+
+
+_KNOWN_HANDLERS = _known_handlers()
+
+
+def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher,
+                closed_form: bool = True) -> torch.Tensor:
+    """Per-pixel start step for ``spec.mode`` over the full schedule ``sigmas`` (float32, CPU).
+
+    ``closed_form=False`` computes ``denoise`` mode with ComfyUI's own scheduler code for every
+    distinct total step count (the reference the closed form is tested against; slow).
+    """
     n_steps = int(sigmas.numel()) - 1
     if spec.mode == "step":
         return schedule.start_steps_step(strength_map, n_steps)
@@ -87,13 +137,20 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
         return schedule.start_steps_thresholds(strength_map, schedule.timestep_thresholds(ts.tolist(), ts_from, ts_to))
     if spec.mode == "denoise":
         ref = spec.reference
-        ks = comfy.samplers.KSampler(patcher, steps=n_steps, device="cpu", sampler=ref.sampler_name,
-                                     scheduler=ref.scheduler, denoise=1.0, model_options=patcher.model_options)
+        known = comfy.samplers.KSampler
+        sampler_name = ref.sampler_name if ref.sampler_name in known.SAMPLERS else known.SAMPLERS[0]
+        scheduler = ref.scheduler if ref.scheduler in known.SCHEDULERS else known.SCHEDULERS[0]
+        made = []
 
-        def sigma_start(total_steps: int) -> float:
-            return float(ks.calculate_sigmas(total_steps)[-(n_steps + 1)])
+        def sigma_start(total_steps: int) -> float:   # ComfyUI's own code (made on first use: it builds a schedule)
+            if not made:
+                made.append(known(patcher, steps=n_steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
+                                  denoise=1.0, model_options=patcher.model_options))
+            return float(made[0].calculate_sigmas(total_steps)[-(n_steps + 1)])
 
-        return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise)
+        fast = _denoise_levels(ms, sampler_name, scheduler, n_steps) if closed_form else None
+        return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise,
+                                            sigma_starts=fast)
     raise InputError("mode", f"one of {schedule.MODES}", repr(spec.mode), spec.node)
 
 
@@ -107,23 +164,36 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
         g = g * noise_mask[:, :1].to(g.device, torch.float32)
     whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
     full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
-    start = start_steps(spec, g.cpu(), full, patcher)
-    return schedule.DifferentialRun(start=start.to(device), strength_map=g.to(device), sigmas=full.to(device),
-                                    n_steps=int(full.numel()) - 1, softness=float(spec.softness),
-                                    strength=float(spec.strength))
+    g = g.cpu()
+    start = start_steps(spec, g, full, patcher)
+    run = schedule.DifferentialRun(start=start, strength_map=g, sigmas=full, n_steps=int(full.numel()) - 1,
+                                   softness=float(spec.softness), strength=float(spec.strength))
+    return _run_on(run, device)
 
 
-def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0) -> torch.Tensor:
-    """The schedule KSampler uses for these settings (its own code, so it always agrees)."""
-    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name, scheduler=scheduler,
-                                 denoise=denoise, model_options=model.model_options)
+def _run_on(run: schedule.DifferentialRun, device) -> schedule.DifferentialRun:
+    """The same run with its tensors on ``device`` (host to device copies only)."""
+    return dataclasses.replace(run, start=run.start.to(device), strength_map=run.strength_map.to(device),
+                               sigmas=run.sigmas.to(device))
+
+
+def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0,
+                    device=None) -> torch.Tensor:
+    """The schedule KSampler uses for these settings (its own code, so it always agrees).
+
+    ``device``: where the schedule is returned (default: the model's load device, as KSampler does);
+    the Differential KSampler keeps it on the CPU so reading a level never waits for the device.
+    """
+    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device if device is None else device,
+                                 sampler=sampler_name, scheduler=scheduler, denoise=denoise,
+                                 model_options=model.model_options)
     return ks.sigmas.detach().clone()
 
 
 def plan(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str, scheduler: str,
          denoise: float = 1.0) -> schedule.DifferentialRun:
     """What a Differential KSampler run with these settings will do, computed without sampling (CPU)."""
-    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
+    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
     if full.numel() < 2:   # denoise 0: nothing is sampled, nothing changes
         full = torch.zeros(1)
     spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)))
@@ -151,19 +221,81 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
                          f"{len(latent_shapes)} packed latents", spec.node)
     patcher = guider.model_patcher
     device = patcher.load_device
-    run = prepare_run(spec, patcher, latent_image.shape, sigmas, denoise_mask, device)
+    # the one host read of a run: this run's levels (already on the CPU for the pack's own nodes)
+    local = sigmas.detach().to("cpu", torch.float32).clone()
+    host_run = prepare_run(spec, patcher, latent_image.shape, local, denoise_mask, "cpu")
+    run = _run_on(host_run, device)
     options = guider.model_options  # the per-run copy made by CFGGuider.sample
-    options["denoise_mask_function"] = _mask_function(run, options.get("denoise_mask_function"))
+    previous = options.get("denoise_mask_function")
+    options["denoise_mask_function"] = _mask_function(run, previous)
     options.setdefault("transformer_options", {})[RUN_KEY] = run
     mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
-    fully_denoised = float(sigmas[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
+    fully_denoised = float(local[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
+    skip = skippable_steps(host_run, local, sampler) if previous is None else 0
+    if skip:
+        sampler = _skipping(sampler, skip)
     out = executor(noise, latent_image, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
-    if fully_denoised:
-        kept = run.kept.to(out.device)
-        if bool(kept.any()):
-            out = torch.where(kept, latent_image.to(out.device, out.dtype), out)
+    if fully_denoised:   # never-freed pixels come back bit-exact (a no-op where none is kept: no host read)
+        out = torch.where(run.kept.to(out.device), latent_image.to(out.device, out.dtype), out)
     return out
+
+
+def _one_step_samplers() -> tuple:
+    """k-diffusion sampler functions whose state is ``x`` alone and that draw no noise (with no extra options)."""
+    import comfy.k_diffusion.sampling as kds
+
+    return tuple(getattr(kds, name) for name in ("sample_euler", "sample_heun", "sample_dpm_2") if hasattr(kds, name))
+
+
+#: samplers whose leading no-pixel-free steps are skipped (see :func:`skippable_steps`)
+SKIPPING_SAMPLERS = ("euler", "heun", "dpm_2")
+_ONE_STEP = _one_step_samplers()
+_ONE_STEP_LOOKAHEAD = next((f for f in _ONE_STEP if f.__name__ == "sample_heun"), None)
+
+
+def skippable_steps(host_run: schedule.DifferentialRun, sigmas: torch.Tensor, sampler) -> int:
+    """How many leading steps of this run free no pixel at all (0: none, or a sampler that cannot skip).
+
+    In such a step every pixel is kept: the denoised value is the original everywhere and the model
+    call changes nothing. For the deterministic one-step samplers (:data:`SKIPPING_SAMPLERS`, plain,
+    without extra options) those steps are replayed without the model — the same arithmetic, so the
+    result equals the unskipped run; other samplers (multistep history, noise drawn per step) run
+    every step. Computed on the CPU copy of the run: no host read.
+    """
+    if not isinstance(sampler, comfy.samplers.KSAMPLER) or sampler.sampler_function not in _ONE_STEP:
+        return 0
+    if sampler.extra_options or sampler.inpaint_options:
+        return 0
+    n_local = int(sigmas.numel()) - 1
+    first = next((j for j in range(n_local) if bool((host_run.mask(sigmas[j:j + 1]) > 0).any())), None)
+    if first is None:
+        return 0
+    if sampler.sampler_function is _ONE_STEP_LOOKAHEAD:
+        first -= 1   # Heun's second call of step j is at level j + 1: that step must free nothing either
+    return max(first, 0)
+
+
+def _skipping(sampler, skip: int):
+    """A copy of a one-step KSAMPLER that replays its first ``skip`` steps without calling the model.
+
+    In those steps every pixel is kept, so ComfyUI's ``KSamplerX0Inpaint`` returns the original latent
+    as the denoised value whatever the model says; the sampler's own update then moves the state
+    exactly as in the full run. The remaining steps run normally from that state.
+    """
+    inner = sampler.sampler_function
+
+    def skipping(model_k, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        original = model_k.latent_image
+
+        def kept(x_now, sigma, **kwargs):
+            return original.expand_as(x_now)
+
+        x = inner(kept, x, sigmas[:skip + 1], extra_args=extra_args, callback=None, disable=True, **options)
+        shifted = None if callback is None else (lambda info: callback({**info, "i": info["i"] + skip}))
+        return inner(model_k, x, sigmas[skip:], extra_args=extra_args, callback=shifted, disable=disable, **options)
+
+    return comfy.samplers.KSAMPLER(skipping, extra_options=sampler.extra_options, inpaint_options=sampler.inpaint_options)
 
 
 def _concat_layout(base_model, latent_channels: int):
@@ -273,7 +405,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
         else:
             noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
+    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
     sigmas = full
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[: last_step + 1].clone()

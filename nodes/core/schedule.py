@@ -80,8 +80,101 @@ def timestep_thresholds(timesteps: Sequence[float], ts_from: float, ts_to: float
     return (ts - ts_to) / span
 
 
+#: ComfyUI schedulers whose start level :func:`denoise_start_levels` computes in closed form
+KNOWN_SCHEDULERS = ("normal", "sgm_uniform", "karras", "exponential", "simple", "ddim_uniform", "linear_quadratic",
+                    "kl_optimal")
+#: a closed-form level this close (relative) to a decision boundary is recomputed by the exact fallback
+LEVEL_CHECK_RTOL = 4e-6
+
+
+def _linspace_at(start: float, end: float, count: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Element ``pos`` of ``torch.linspace(start, end, count)`` (float64 maths, rounded to float32)."""
+    span = (count - 1).clamp(min=1).to(torch.float64)
+    frac = torch.where(count > 1, pos.to(torch.float64) / span, torch.zeros_like(span))
+    return (start + (end - start) * frac).to(torch.float32)
+
+
+def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, discard_penultimate: bool = False, *,
+                         table: torch.Tensor | None = None, sigma_min: float = 0.0, sigma_max: float = 1.0,
+                         t_max: float = 0.0, t_min: float = 0.0, zero_end: bool = False,
+                         sigma_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor | None:
+    """KSampler's first noise level for ``n_steps`` steps at ``int(n_steps / denoise) == M``, for every ``M`` in ``totals``.
+
+    That is element ``-(n_steps + 1)`` of ComfyUI's ``M``-step schedule (``M + 1`` steps with the
+    penultimate level dropped for ``discard_penultimate`` samplers) — computed for that one element
+    only, vectorised over all ``M``, instead of building every schedule. The model's sampling is
+    passed in as tensors and numbers: ``table`` (its ``sigmas`` table), ``sigma_min``/``sigma_max``,
+    ``t_max``/``t_min`` (``timestep(sigma_max)``/``timestep(sigma_min)``), ``zero_end`` (``sigma(t_min)``
+    is 0, the ``normal`` scheduler then drops its appended 0) and ``sigma_fn`` (its vectorised
+    ``sigma(timestep)``). Float64 maths rounded to float32 as ComfyUI's schedules are: equal to
+    ComfyUI's levels up to float32 rounding (the caller recomputes levels that land within
+    :data:`LEVEL_CHECK_RTOL` of a decision). Returns float64 levels, or ``None`` for a scheduler it
+    does not know (or a schedule too short, where ComfyUI's own code decides what happens).
+    """
+    m = totals.to(torch.int64).flatten().cpu()
+    if m.numel() == 0 or bool((m < n_steps).any()) or n_steps < 1:
+        return None
+    d = 1 if discard_penultimate else 0
+    steps = m + d                      # the steps ComfyUI's scheduler function is called with
+    pos = m - n_steps                  # index -(n + 1 + d) of an (steps + 1)-long list
+    if scheduler in ("normal", "sgm_uniform"):
+        if sigma_fn is None:
+            return None
+        count = steps + 1 if (scheduler == "sgm_uniform" or zero_end) else steps
+        ts = _linspace_at(float(t_max), float(t_min), count, pos)
+        out = sigma_fn(ts).to(torch.float32)
+    elif scheduler == "karras":
+        lo, hi = float(sigma_min) ** (1 / 7.0), float(sigma_max) ** (1 / 7.0)
+        out = (hi + _linspace_at(0.0, 1.0, steps, pos) * (lo - hi)) ** 7.0     # float32, as ComfyUI computes it
+    elif scheduler == "exponential":
+        out = _linspace_at(math.log(float(sigma_max)), math.log(float(sigma_min)), steps, pos).to(torch.float64).exp()
+    elif scheduler == "kl_optimal":
+        if bool((steps < 2).any()):
+            return None
+        adj = pos.to(torch.float32) / (steps - 1).to(torch.float32)      # float32, as ComfyUI computes it
+        out = torch.tan(adj * math.atan(float(sigma_min)) + (1 - adj) * math.atan(float(sigma_max)))
+    elif scheduler == "linear_quadratic":
+        t = steps.to(torch.float64)
+        lin = torch.div(steps, 2, rounding_mode="floor").to(torch.float64)
+        i = pos.to(torch.float64)
+        thr = 0.025
+        diff = lin - thr * t
+        quad_steps = t - lin
+        q_coef = diff / (lin * quad_steps ** 2)
+        l_coef = torch.full_like(lin, thr) / lin - 2 * diff / (quad_steps ** 2)   # a true division (not a reciprocal)
+        const = q_coef * (lin ** 2)
+        x = torch.where(i < lin, i * thr / lin, q_coef * (i ** 2) + l_coef * i + const)
+        x = torch.where(steps == 1, torch.zeros_like(x), x)
+        out = (1.0 - x).to(torch.float32) * torch.tensor(float(sigma_max), dtype=torch.float32)
+    elif scheduler in ("simple", "ddim_uniform"):
+        if table is None:
+            return None
+        tab = table.detach().flatten().to("cpu", torch.float32)
+        size = int(tab.numel())
+        if scheduler == "simple":
+            stride = torch.full(steps.shape, float(size), dtype=torch.float64) / steps.to(torch.float64)
+            idx = torch.floor(pos.to(torch.float64) * stride).to(torch.int64)
+            out = tab[size - 1 - idx]
+        else:
+            zero_start = math.isclose(float(tab[1]), 0, abs_tol=0.00001)
+            calls = steps + 1 if zero_start else steps
+            stride = torch.clamp(torch.div(size, calls, rounding_mode="floor"), min=1)
+            count = torch.div(size - 2, stride, rounding_mode="floor") + 1     # x = 1, 1 + ss, ... < size
+            length = count + (0 if zero_start else 1)
+            p = length - (n_steps + 1 + d)
+            if bool((p < 0).any()):
+                return None
+            inside = p < count
+            src = (1 + stride * (count - 1 - p)).clamp(0, size - 1)
+            out = torch.where(inside, tab[src], torch.zeros_like(tab[src]))
+    else:
+        return None
+    return out.to(torch.float64)
+
+
 def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: Callable[[int], float],
-                        denoise: float = 1.0) -> torch.Tensor:
+                        denoise: float = 1.0,
+                        sigma_starts: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
     """``denoise`` mode start steps.
 
     ``sigmas`` is the run's full schedule ``s_0..s_N``. ``sigma_start(M)`` must return the first
@@ -93,43 +186,87 @@ def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: C
 
     ``sigma_start`` is called only for the distinct ``M`` that the map needs, by a binary search
     per step (it assumes a later start for more total steps, which holds for ComfyUI's
-    schedulers).
+    schedulers). ``sigma_starts``, when given, returns the levels of all distinct ``M`` at once
+    (e.g. :func:`denoise_start_levels`; ``None`` = unknown): those are used instead, and only
+    levels within :data:`LEVEL_CHECK_RTOL` of a decision boundary are recomputed by ``sigma_start``,
+    so the start steps are those ``sigma_start`` alone gives.
     """
     s = [float(v) for v in sigmas]
     n_steps = len(s) - 1
     gd = g.to(torch.float64)
     if n_steps <= 0:
         return torch.full_like(g, NEVER, dtype=torch.float32)
-    eff = gd * float(denoise)
+    # every pixel of one value starts at the same step: work on the distinct values only
+    vals, where_val = torch.unique(gd.flatten().cpu(), sorted=True, return_inverse=True)
+    eff = vals * float(denoise)
     k = torch.full_like(eff, NEVER)
     k = torch.where(eff > 0.9999, torch.zeros_like(eff), k)
     partial = (eff > 0) & (eff <= 0.9999)
     if bool(partial.any()):
         total = torch.floor(n_steps / eff[partial]).clamp(max=2 ** 40).to(torch.int64)
-        uniq, inverse = torch.unique(total.cpu(), sorted=True, return_inverse=True)
-        memo: dict[int, float] = {}
-
-        def level(j: int) -> float:
-            m = int(uniq[j])
-            if m not in memo:
-                memo[m] = float(sigma_start(m))
-            return memo[m]
-
-        bounds = []  # bounds[i]: how many of the distinct M (smallest first) are free at step i
-        for i in range(n_steps):
-            target = s[i] / (1.0 + SIGMA_RTOL)
-            lo, hi = 0, len(uniq)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if level(mid) >= target:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            bounds.append(lo)
-        b = torch.cummax(torch.tensor(bounds, dtype=torch.int64), dim=0).values
+        uniq, inverse = torch.unique(total, sorted=True, return_inverse=True)
+        targets = torch.tensor(s[:-1], dtype=torch.float64) / (1.0 + SIGMA_RTOL)
+        fast = sigma_starts(uniq) if sigma_starts is not None else None
+        if fast is not None:
+            b = _free_counts(_checked_levels(fast, uniq, targets, sigma_start), targets)
+        else:
+            b = _free_counts_lazy(uniq.tolist(), targets.tolist(), sigma_start)
+        b = torch.cummax(b, dim=0).values
         first = torch.searchsorted(b, inverse.flatten(), right=True).reshape(inverse.shape)
-        k[partial] = first.to(torch.float64).to(k.device)
+        k[partial] = first.to(torch.float64)
+    k = k[where_val].reshape(g.shape).to(g.device)
     return _finish(k, gd, n_steps)
+
+
+def _checked_levels(fast: torch.Tensor, uniq: torch.Tensor, targets: torch.Tensor, sigma_start) -> torch.Tensor:
+    """Closed-form levels, with those within :data:`LEVEL_CHECK_RTOL` of a boundary recomputed exactly."""
+    lv = fast.to("cpu", torch.float64).flatten().clone()
+    ascending = torch.sort(targets).values
+    pos = torch.searchsorted(ascending, lv).clamp(1, max(int(ascending.numel()) - 1, 1))
+    lo = ascending[pos - 1]
+    hi = ascending[pos.clamp(max=int(ascending.numel()) - 1)]
+    gap = torch.minimum((lv / lo - 1.0).abs(), (lv / hi - 1.0).abs())
+    near = (gap < LEVEL_CHECK_RTOL) | ~torch.isfinite(lv)
+    for j in near.nonzero().flatten().tolist():
+        lv[j] = float(sigma_start(int(uniq[j])))
+    return lv
+
+
+def _free_counts(levels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per step, the binary search of :func:`_free_counts_lazy`, vectorised over the steps."""
+    u = int(levels.numel())
+    lo = torch.zeros(targets.shape, dtype=torch.int64)
+    hi = torch.full(targets.shape, u, dtype=torch.int64)
+    for _ in range(u.bit_length() + 1):
+        active = lo < hi
+        mid = torch.div(lo + hi, 2, rounding_mode="floor")
+        above = levels[mid.clamp(max=u - 1)] >= targets
+        lo = torch.where(active & above, mid + 1, lo)
+        hi = torch.where(active & ~above, mid, hi)
+    return lo
+
+
+def _free_counts_lazy(uniq: list, targets: list, sigma_start) -> torch.Tensor:
+    """How many of the distinct ``M`` (smallest first) are free at each step, asking ``sigma_start`` lazily."""
+    memo: dict[int, float] = {}
+
+    def level(j: int) -> float:
+        m = uniq[j]
+        if m not in memo:
+            memo[m] = float(sigma_start(m))
+        return memo[m]
+
+    bounds = []
+    for target in targets:
+        lo, hi = 0, len(uniq)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if level(mid) >= target:
+                lo = mid + 1
+            else:
+                hi = mid
+        bounds.append(lo)
+    return torch.tensor(bounds, dtype=torch.int64)
 
 
 def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:

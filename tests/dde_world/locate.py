@@ -67,14 +67,15 @@ def import_pack():
 class ComfyInProcess:
     """ComfyUI imported into this process with the pack loaded by ``nodes.load_custom_node``."""
 
-    def __init__(self, comfy_path: str):
+    def __init__(self, comfy_path: str, cpu: bool = True):
         self.path = comfy_path
         _strip_pack_root_from_path()
         if comfy_path not in sys.path:
             sys.path.insert(0, comfy_path)
         import comfy.cli_args
 
-        comfy.cli_args.args.cpu = True
+        if cpu:   # the tests and the CPU benchmarks; a GPU benchmark lets ComfyUI pick its device
+            comfy.cli_args.args.cpu = True
         self.tmp = tempfile.mkdtemp(prefix="dde_comfy_")
         import folder_paths
 
@@ -131,8 +132,9 @@ class ComfyInProcess:
 _INSTANCE: ComfyInProcess | None = None
 
 
-def comfy_in_process(comfy_path: str) -> ComfyInProcess:
+def comfy_in_process(comfy_path: str, cpu: bool = True) -> ComfyInProcess:
+    """The process's one in-process ComfyUI; ``cpu=False`` (benchmarks on a GPU) leaves the device to ComfyUI."""
     global _INSTANCE
     if _INSTANCE is None:
-        _INSTANCE = ComfyInProcess(comfy_path)
+        _INSTANCE = ComfyInProcess(comfy_path, cpu=cpu)
     return _INSTANCE

@@ -1,0 +1,110 @@
+"""Planning without building a schedule per total step count (issue 10, goal 1).
+
+``denoise`` mode needs, per distinct ``M = int(N / g)``, one noise level of ComfyUI's ``M``-step
+schedule. The closed form (``schedule.denoise_start_levels``) must give the start steps that
+ComfyUI's own code gives (``start_steps(..., closed_form=False)``, the reference) for every
+scheduler, sampler, model sampling and map value.
+"""
+
+import pytest
+import torch
+
+STEPS = (1, 4, 13)
+SAMPLERS = ("euler", "dpm_2", "uni_pc")   # dpm_2 / uni_pc: ComfyUI computes steps + 1 and drops one level
+MAP_VALUES = torch.cat([torch.linspace(0.0, 1.0, 301), torch.tensor([0.02, 1 / 3, 2 / 3, 0.7, 0.9999, 0.99995])])
+
+
+@pytest.fixture(scope="module")
+def sampling(comfy):
+    return comfy.module("nodes.sampling")
+
+
+@pytest.fixture(scope="module")
+def core_schedule(comfy):
+    return comfy.module("nodes.core.schedule")
+
+
+@pytest.fixture(scope="module")
+def samplings(cw, world):
+    """Real ComfyUI model samplings: the analytic eps and flow models, and ComfyUI's ModelSampling* nodes on them."""
+    from comfy_extras import nodes_model_advanced as nma
+
+    eps, flow = cw.make_model(world, "eps"), cw.make_model(world, "flow")
+    return {
+        "eps": eps,
+        "flow (shift 3)": flow,
+        "v zsnr": nma.ModelSamplingDiscrete().patch(eps, "v_prediction", True)[0],
+        "flux": nma.ModelSamplingFlux().patch(flow, 1.15, 0.5, 1024, 1024)[0],
+        "edm": nma.ModelSamplingContinuousEDM().patch(eps, "edm", 120.0, 0.002)[0],
+    }
+
+
+def _both(sampling, model, sampler, scheduler, steps, denoise, values=MAP_VALUES):
+    full = sampling.ksampler_sigmas(model, steps, sampler, scheduler, denoise).cpu()
+    spec = sampling.ChangeMapSpec(maps=values.reshape(1, 1, -1), mode="denoise",
+                                  reference=sampling.Reference(sampler, scheduler, denoise))
+    g = values.reshape(1, 1, 1, -1)
+    fast = sampling.start_steps(spec, g, full, model)
+    reference = sampling.start_steps(spec, g, full, model, closed_form=False)
+    return fast, reference
+
+
+@pytest.mark.parametrize("scheduler", ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta",
+                                       "linear_quadratic", "kl_optimal"])
+def test_denoise_start_steps_equal_comfyuis_own_schedules(comfy, sampling, samplings, scheduler):
+    checked = 0
+    for name, model in samplings.items():
+        for sampler in SAMPLERS:
+            for steps in STEPS:
+                for denoise in (1.0, 0.55):
+                    fast, reference = _both(sampling, model, sampler, scheduler, steps, denoise)
+                    assert torch.equal(fast, reference), (name, sampler, steps, denoise,
+                                                          MAP_VALUES[(fast != reference).flatten()][:5])
+                    checked += int(torch.isfinite(reference).sum())
+    assert checked > 0
+
+
+@pytest.mark.parametrize("scheduler", ["normal", "karras", "sgm_uniform", "simple"])
+def test_denoise_start_steps_equal_at_30_steps_on_a_fine_ramp(comfy, sampling, samplings, scheduler):
+    values = torch.linspace(0.05, 1.0, 1201)
+    for name in ("eps", "flow (shift 3)"):
+        fast, reference = _both(sampling, samplings[name], "euler", scheduler, 30, 1.0, values)
+        assert torch.equal(fast, reference), name
+
+
+@pytest.mark.parametrize("scheduler", ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform",
+                                       "linear_quadratic", "kl_optimal"])
+@pytest.mark.parametrize("sampler", ["euler", "dpm_2"])
+def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, samplings, scheduler, sampler):
+    """Each closed-form level is ComfyUI's element ``-(n+1)`` of the ``M``-step schedule, to float32 rounding."""
+    import comfy.samplers as cs
+
+    n = 7
+    totals = torch.tensor([7, 8, 9, 10, 11, 13, 17, 25, 70, 71, 140, 699, 700, 1001, 2500])
+    for name, model in samplings.items():
+        levels = sampling._denoise_levels(model.get_model_object("model_sampling"), sampler, scheduler, n)
+        assert levels is not None, "a known scheduler must not fall back to ComfyUI's code"
+        got = levels(totals)
+        ks = cs.KSampler(model, n, "cpu", sampler, scheduler, 1.0)
+        want = torch.tensor([float(ks.calculate_sigmas(int(m))[-(n + 1)]) for m in totals], dtype=torch.float64)
+        # well inside the band (schedule.LEVEL_CHECK_RTOL) in which levels are recomputed by ComfyUI's code
+        assert torch.allclose(got, want, rtol=core_schedule.LEVEL_CHECK_RTOL / 4, atol=0), (name, (got / want - 1).abs().max())
+
+
+def test_unknown_scheduler_and_scalar_only_sampling_fall_back(comfy, sampling, samplings, core_schedule):
+    assert core_schedule.denoise_start_levels("no_such_scheduler", torch.tensor([10]), 5) is None
+    ms = samplings["eps"].get_model_object("model_sampling")
+    assert sampling._denoise_levels(ms, "euler", "beta", 5) is None   # beta: ComfyUI's own code
+
+
+def test_timestep_and_step_modes_unchanged_by_the_closed_form(comfy, sampling, samplings):
+    """plan() in every mode equals the start steps computed by the reference path on a 128x128 ramp."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 1024), torch.linspace(0, 1, 1024), indexing="ij")
+    cmap = ((xx + yy) / 2).unsqueeze(0)
+    model = samplings["eps"]
+    for mode in ("step", "timestep", "denoise"):
+        spec = sampling.ChangeMapSpec(maps=cmap, mode=mode)
+        run = sampling.plan(model, spec, (1, 4, 128, 128), 30, "euler", "normal")
+        ref_spec = sampling.ChangeMapSpec(maps=cmap, mode=mode, reference=sampling.Reference("euler", "normal", 1.0))
+        ref = sampling.start_steps(ref_spec, run.strength_map.cpu(), run.sigmas.cpu(), model, closed_form=False)
+        assert torch.equal(run.start.cpu(), ref)
