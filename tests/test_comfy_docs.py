@@ -3,6 +3,7 @@
 import glob
 import os
 import re
+from urllib.parse import unquote
 
 from dde_world.locate import PACK_ROOT
 
@@ -26,6 +27,6 @@ def test_links_and_pictures_in_the_docs_exist():
         for target in re.findall(r"\]\(([^)#\s]+)\)", _read(doc)):
             if target.startswith(("http://", "https://")):
                 continue
-            if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(doc), target))):
+            if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(doc), unquote(target)))):
                 broken.append(f"{os.path.relpath(doc, PACK_ROOT)} -> {target}")
     assert broken == []
