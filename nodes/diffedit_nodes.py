@@ -12,7 +12,7 @@ from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, names_errors
+from .naming import CATEGORY, display_name, names_errors
 from .inputs import seed_input
 
 CAT = CATEGORY + "/diffedit"
@@ -92,7 +92,7 @@ class DiffEditMask(io.ComfyNode):
         if base is not None:
             base = maps_core.match_batch(base, heat.shape[0], "image")
         shown = visual.heat_preview(heat, mask, base)
-        node = cls.GET_SCHEMA().display_name
+        node = display_name(cls)
         messages = notes.coverage(node, "mask", mask, identical=notes.same_conditioning(query, reference) or bool(diff.max() <= 0))
         ui = preview.messages_ui(messages, preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
         return io.NodeOutput(heat, mask, shown, ui=ui)
@@ -150,7 +150,7 @@ class DiffEditEdit(io.ComfyNode):
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)
         maps = maps_core.read_change_map(mask, invert, "mask")
-        node = cls.GET_SCHEMA().display_name
+        node = display_name(cls)
         messages = notes.stretch(node, "mask", maps, latent["samples"].shape) + notes.coverage(node, "mask", maps)
         out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine)
         return io.NodeOutput(out, ui=preview.messages_ui(messages))
@@ -175,7 +175,7 @@ class DiffEditSamplerNode(io.ComfyNode):
     def execute(cls, mask, refine, invert, reference=None) -> io.NodeOutput:
         reference = check_conditioning(reference, "reference", optional=True)
         maps = maps_core.read_change_map(mask, invert, "mask")
-        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node=cls.GET_SCHEMA().display_name))
+        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node=display_name(cls)))
 
 
 NODES = [DiffEditMask, DiffEditEdit, DiffEditSamplerNode]

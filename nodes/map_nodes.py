@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from . import preview
 from .core import construct
-from .naming import CATEGORY, names_errors
+from .naming import CATEGORY, display_name, names_errors
 
 MAPS = CATEGORY + "/maps"
 MAX_SIZE = 16384
@@ -25,7 +25,7 @@ def map_schema(node_id: str, display_name: str, description: str, inputs: list) 
 def map_output(cls, maps, picture=None) -> io.NodeOutput:
     """The map, shown in the node over ``picture`` (a reference IMAGE or the input picture) when there is one."""
     base = preview.picture_for(maps, picture)
-    return io.NodeOutput(maps, ui=preview.overlay_ui(maps, base, label=cls.GET_SCHEMA().display_name, kind="map"))
+    return io.NodeOutput(maps, ui=preview.overlay_ui(maps, base, label=display_name(cls), kind="map"))
 
 
 def size_inputs() -> list:

@@ -24,6 +24,12 @@ def names_errors(execute):
         except InputError as error:
             if error.node:
                 raise
-            raise error.at(cls.GET_SCHEMA().display_name) from None
+            raise error.at(display_name(cls)) from None
 
     return run
+
+
+def display_name(cls) -> str:
+    """A node's display name from its schema. (Not ``GET_SCHEMA()``: ComfyUI runs ``execute`` on a locked copy
+    of the class, where ``GET_SCHEMA`` cannot store the schema it builds.)"""
+    return cls.define_schema().display_name

@@ -12,7 +12,7 @@ from .core import visual
 from .core.errors import InputError, describe
 from .core.schedule import free_steps
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, names_errors
+from .naming import CATEGORY, display_name, names_errors
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
@@ -66,7 +66,7 @@ class StrengthFan(io.ComfyNode):
     @names_errors
     def execute(cls, model, seed, steps, sampler_name, scheduler, cfg, positive, negative, latent_image, vae, strengths,
                 mode, layout, columns) -> io.NodeOutput:
-        node = cls.GET_SCHEMA().display_name
+        node = display_name(cls)
         values = visual.parse_strengths(strengths)
         samples = _one_latent(latent_image)
         check_conditioning(positive, "positive")
@@ -115,7 +115,7 @@ class SchedulePreview(io.ComfyNode):
     @names_errors
     def execute(cls, model, change_map, steps, sampler_name, scheduler, denoise, mode, invert,
                 latent_image=None) -> io.NodeOutput:
-        node = cls.GET_SCHEMA().display_name
+        node = display_name(cls)
         maps = maps_core.read_change_map(change_map, invert)
         if latent_image is not None:
             shape = tuple(as_latent(latent_image).shape)
