@@ -1,0 +1,56 @@
+"""The default DiffEdit mask (the paper's rescale: extreme values removed first) on fixed heats."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def D(pack):
+    from dde_pack.nodes.core import diffedit
+
+    return diffedit
+
+
+def outlier_heat():
+    """10 x 10 raw differences: background 0.2, a 30-pixel region at 0.6, two low (0.0) and two high (10.0) outliers."""
+    d = torch.full((1, 10, 10), 0.2)
+    region = torch.zeros(1, 10, 10, dtype=torch.bool)
+    region[0, 2:8, 3:8] = True            # 30 pixels
+    d[region] = 0.6
+    d[0, 4, 4] = d[0, 5, 6] = 10.0        # high outliers inside the region
+    d[0, 0, 0] = d[0, 9, 9] = 0.0         # low outliers in the background
+    return d, region
+
+
+def test_default_mask_clips_two_percent_each_side_then_cuts_at_half(D):
+    d, region = outlier_heat()
+    heat, mask = D.heat_and_mask(d, (10, 10))               # every default: rescale, threshold 0.5
+    assert D.OUTLIER_QUANTILE == 0.98
+    lo, hi = D.clip_range(d, D.OUTLIER_QUANTILE)             # k = floor(0.02 * 100) = 2 per side
+    assert float(lo) == pytest.approx(0.2) and float(hi) == pytest.approx(0.6)
+    assert torch.equal(mask[0].bool(), region[0])            # the whole region, outliers included, nothing else
+    assert torch.equal(heat[0], region[0].float())           # background and low outliers 0, region and high outliers 1
+    stats = D.mask_stats(heat, mask)
+    assert float(stats["area"][0]) == pytest.approx(0.30)
+    assert "mask 30.0%" in D.stats_text(stats)
+
+
+def test_minmax_keeps_the_old_rescale_where_outliers_shrink_the_mask(D):
+    d, region = outlier_heat()
+    heat, mask = D.heat_and_mask(d, (10, 10), "minmax")
+    assert int(mask.sum()) == 2 and float(mask[0, 4, 4]) == 1.0 and float(mask[0, 5, 6]) == 1.0
+    assert float(heat[0, 3, 3]) == pytest.approx(0.06)       # the region at 0.6 / 10: far below the cut
+
+
+def test_small_pictures_have_nothing_to_clip(D):
+    d = torch.tensor([[[0.0, 1.0], [3.0, 4.0]]])             # 4 pixels: k = 0, rescale = minmax
+    for method in ("rescale", "minmax"):
+        heat, mask = D.heat_and_mask(d, (2, 2), method)
+        assert heat.tolist() == [[[0.0, 0.25], [0.75, 1.0]]] and mask.tolist() == [[[0.0, 0.0], [1.0, 1.0]]]
+
+
+def test_rescale_is_per_image_and_constant_heat_gives_zero(D):
+    d, region = outlier_heat()
+    both = torch.cat([d, torch.ones(1, 10, 10)])
+    heat, mask = D.heat_and_mask(both, (10, 10))
+    assert torch.equal(mask[0].bool(), region[0]) and float(heat[1].abs().max()) == 0.0 and float(mask[1].sum()) == 0.0
