@@ -41,7 +41,7 @@ class DiffEditMask(io.ComfyNode):
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
                 io.Combo.Input("threshold_method", options=list(core.METHODS), default="rescale",
-                               tooltip="rescale (paper): clip the top and bottom 2% of the difference, rescale to 0..1, cut "
+                               tooltip="rescale (paper): clip the top and bottom 8% of the difference, rescale to 0..1, cut "
                                "at threshold. minmax: plain min-max then cut (rescale before the fix: small masks). clamp: "
                                "cap at ratio x mean then divide by the max (diffusers). otsu: automatic cut. percentile: "
                                "keep the top part."),

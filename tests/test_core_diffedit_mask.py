@@ -22,11 +22,11 @@ def outlier_heat():
     return d, region
 
 
-def test_default_mask_clips_two_percent_each_side_then_cuts_at_half(D):
+def test_default_mask_clips_eight_percent_each_side_then_cuts_at_half(D):
     d, region = outlier_heat()
     heat, mask = D.heat_and_mask(d, (10, 10))               # every default: rescale, threshold 0.5
-    assert D.OUTLIER_QUANTILE == 0.98
-    lo, hi = D.clip_range(d, D.OUTLIER_QUANTILE)             # k = floor(0.02 * 100) = 2 per side
+    assert D.OUTLIER_QUANTILE == 0.92
+    lo, hi = D.clip_range(d, D.OUTLIER_QUANTILE)             # k = floor(0.08 * 100) = 8 per side
     assert float(lo) == pytest.approx(0.2) and float(hi) == pytest.approx(0.6)
     assert torch.equal(mask[0].bool(), region[0])            # the whole region, outliers included, nothing else
     assert torch.equal(heat[0], region[0].float())           # background and low outliers 0, region and high outliers 1

@@ -11,7 +11,7 @@ of the paper up to a constant per noise level, which the rescaling below removes
 Normalisation and thresholds (per image):
   ``rescale``    the paper's: extreme values removed, then rescaled: ``lo, hi`` = the values of
                  rank ``N - k`` and ``k + 1`` (ascending, 1-based) of the ``N`` pixels, with
-                 ``k = floor((1 - OUTLIER_QUANTILE) N)`` (the top and bottom 2 %), heat =
+                 ``k = floor((1 - OUTLIER_QUANTILE) N)`` (the top and bottom 8 %), heat =
                  (clip(d, lo, hi) - lo) / (hi - lo); mask = heat >= threshold (0.5). A few outlier
                  cells no longer compress the rest of the heat below the cut.
   ``minmax``     heat = (d - min) / (max - min); mask = heat >= threshold (what ``rescale``
@@ -41,7 +41,7 @@ from .maps import blur_maps, resize_maps
 METHODS = ("rescale", "minmax", "clamp", "otsu", "percentile")
 #: ``rescale``: the fraction of pixels below the upper clip (and above the lower one); tuned on the
 #: learned digits model's tuning split (benchmarks/bench_quality.py)
-OUTLIER_QUANTILE = 0.98
+OUTLIER_QUANTILE = 0.92
 #: below this a(s) (flow models near s = 1) the x0 of the current level is not recovered by division
 MIN_SIGNAL = 1e-2
 
@@ -125,7 +125,7 @@ def clip_range(d: torch.Tensor, quantile: float) -> tuple[torch.Tensor, torch.Te
     """Per image ``(B,1,1)`` bounds leaving out the ``k = floor((1 - quantile) N)`` highest and lowest of ``N`` pixels."""
     flat = d.flatten(1)
     n = flat.shape[1]
-    k = min(int(math.floor((1.0 - float(quantile)) * n + 1e-9)), (n - 1) // 2)
+    k = min(int(math.floor(round((1.0 - float(quantile)) * n, 6))), (n - 1) // 2)
     hi = torch.kthvalue(flat, n - k, dim=1).values if k > 0 else flat.amax(dim=1)
     lo = torch.kthvalue(flat, k + 1, dim=1).values if k > 0 else flat.amin(dim=1)
     return lo.view(-1, 1, 1), hi.view(-1, 1, 1)

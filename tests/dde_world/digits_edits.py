@@ -96,3 +96,31 @@ def distance(a, b) -> dict:
     """Per picture: L2 in pixel units (0..1 grey, 16 x 16) and the fraction of pixels changed by more than 0.1."""
     d = (a - b).flatten(1)
     return {"l2": d.norm(dim=1), "changed": (d.abs() > 0.1).float().mean(1)}
+
+
+def relative_change_curve(source, edited, full, maps, bins: int = 16):
+    """The realised change as a function of the map value, relative to a full edit (map 1, same seed).
+
+    Pixels are binned by map value (``bins`` equal bins of 0..1); per bin, the change summed over
+    the pixels and pictures divided by the full edit's change summed over the same pixels: the
+    fraction of a full edit the map's value realises. Pooling over many pixels removes the digits'
+    content (a blank corner changes under no map). Returns (bin map means, fractions) of bins with change.
+    """
+    change, whole = (edited - source).abs(), (full - source).abs()
+    idx = (maps.clamp(0, 1) * bins).long().clamp(max=bins - 1)
+    xs, ys = [], []
+    for b in range(bins):
+        sel = idx == b
+        denom = float(whole[sel].sum())
+        if sel.any() and denom > 0:
+            xs.append(float(maps[sel].mean()))
+            ys.append(float(change[sel].sum()) / denom)
+    return torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+
+
+def cam(source, edited, full, maps, bins: int = 16) -> float:
+    """CAM: Pearson correlation of the map value and the fraction of a full edit realised (:func:`relative_change_curve`)."""
+    x, y = relative_change_curve(source, edited, full, maps, bins)
+    if len(x) < 2:
+        return float("nan")
+    return float(torch.corrcoef(torch.stack([x, y]))[0, 1])
