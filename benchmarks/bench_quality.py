@@ -35,7 +35,7 @@ import common
 
 R_FULL = (0.3, 0.5, 0.7, 0.9)
 METHOD_ROWS = [("rescale", 0.5), ("minmax", 0.5), ("clamp", 0.5), ("otsu", 0.5), ("percentile", 0.5), ("minmax", 0.2)]
-QUANTILES = (0.9, 0.95, 0.98, 0.99)
+QUANTILES = (0.9, 0.92, 0.95, 0.98)
 
 
 def mean(t) -> float:
@@ -103,9 +103,9 @@ def section_tuning(ed, E, core, pictures, source, target, r) -> dict:
 def change_maps(torch, side):
     ys, xs = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
     radial = (1 - ((xs - 0.5) ** 2 + (ys - 0.5) ** 2).sqrt() / 0.5).clamp(0, 1)
-    step = torch.zeros(side, side)
-    step[:, side // 3: 2 * side // 3] = 0.5
-    step[:, 2 * side // 3:] = 1.0
+    step = torch.zeros(side, side)            # 0 | 0.5 | 1 in bands on latent-cell (2-pixel) boundaries
+    step[:, 6:10] = 0.5
+    step[:, 10:] = 1.0
     return {"gradient": xs.clone(), "radial": radial, "step": step}
 
 
@@ -273,7 +273,6 @@ def main():
 
     torch.set_num_threads(a.threads)
 
-    E.digits = digits
     core = env.module("nodes.core.diffedit")
     metrics = env.module("nodes.core.metrics")
     torch.manual_seed(0)
@@ -283,7 +282,7 @@ def main():
     n_dd = 16 if a.quick else 50
     rs = (0.5, 0.7) if a.quick else R_FULL
     test, tune = splits["test"][:n_src], splits["tune"][: (40 if a.quick else len(splits["tune"]))]
-    res = {"device": common.device_name() + " (CPU, 2 cores)" if not torch.cuda.is_available() else common.device_name(),
+    res = {"device": common.device_name(),
            "quick": a.quick, "rs": list(rs), "sources": n_src,
            "settings": f"{E.STEPS} steps, cfg {E.CFG}, DiffEdit Mask n 10 strength 0.5, refine 2, seed 0"}
     with torch.inference_mode():
