@@ -41,10 +41,12 @@ class DiffEditMask(io.ComfyNode):
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
                 io.Combo.Input("threshold_method", options=list(core.METHODS), default="rescale",
-                               tooltip="rescale: min-max to 0..1 then cut at threshold (paper). clamp: cap at ratio x mean "
-                               "then divide by the max (diffusers). otsu: automatic cut. percentile: keep the top part."),
+                               tooltip="rescale (paper): clip the top and bottom 8% of the difference, rescale to 0..1, cut "
+                               "at threshold. minmax: plain min-max then cut (rescale before the fix: small masks). clamp: "
+                               "cap at ratio x mean then divide by the max (diffusers). otsu: automatic cut. percentile: "
+                               "keep the top part."),
                 io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Cut for rescale and clamp (paper: 0.5)."),
+                               tooltip="Cut for rescale, minmax and clamp (paper: 0.5)."),
                 io.Float.Input("clamp_ratio", default=3.0, min=0.1, max=100.0, step=0.1,
                                tooltip="clamp method: differences above this x the mean are capped (diffusers: 3)."),
                 io.Float.Input("percentile", default=0.8, min=0.0, max=1.0, step=0.01,
@@ -68,6 +70,7 @@ class DiffEditMask(io.ComfyNode):
                 io.Mask.Output(display_name="heat", tooltip="Soft map 0..1 of how much the prompts disagree."),
                 io.Mask.Output(display_name="mask", tooltip="Binary mask of what the edit should touch (white)."),
                 io.Image.Output(display_name="preview", tooltip="The heat map over the picture with the mask outline."),
+                io.Float.Output(display_name="mask_area", tooltip="Fraction of the picture inside the mask (0..1, batch mean)."),
             ],
         )
 
@@ -92,10 +95,12 @@ class DiffEditMask(io.ComfyNode):
         if base is not None:
             base = maps_core.match_batch(base, heat.shape[0], "image")
         shown = visual.heat_preview(heat, mask, base)
+        stats = core.mask_stats(heat, mask)
         node = display_name(cls)
         messages = notes.coverage(node, "mask", mask, identical=notes.same_conditioning(query, reference) or bool(diff.max() <= 0))
-        ui = preview.messages_ui(messages, preview.overlay_ui(heat, base, label="DiffEdit heat", kind="heat"))
-        return io.NodeOutput(heat, mask, shown, ui=ui)
+        ui = preview.messages_ui(messages, preview.overlay_ui(heat, base, label="DiffEdit heat: " + core.stats_text(stats),
+                                                               kind="heat"))
+        return io.NodeOutput(heat, mask, shown, float(stats["area"].mean()), ui=ui)
 
 
 def _edit_common_inputs() -> list:

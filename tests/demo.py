@@ -125,7 +125,7 @@ def run_comfy(w: Writer, comfy_path: str):
 
     # 2. DiffEdit: automatic mask, then the edit
     q, r = conditioning(world, world.query_id(0)), conditioning(world, world.reference_id(0))
-    heat, mask, shown = node("DDE_DiffEditMask").execute(eps, q, {"samples": src}, 0.5, 10, 0, 1.0, "rescale", 0.5, 3.0, 0.8,
+    heat, mask, shown, _area = node("DDE_DiffEditMask").execute(eps, q, {"samples": src}, 0.5, 10, 0, 1.0, "rescale", 0.5, 3.0, 0.8,
                                                           0.0, 0, 0, r, None, picture)
     edited = node("DDE_DiffEditEdit").execute(eps, q, {"samples": src}, mask, 20, 0.8, 3.0, "normal", 2, False, r)[0]
     edit_picture = world.decode(edited["samples"])

@@ -35,14 +35,23 @@ def core(comfy):
 def test_mask_iou_with_the_ground_truth_region_for_every_scene(cw, world, mask_node, core, family):
     model = cw.make_model(world, family)
     for s in SCENES:
-        heat, mask, shown = mask_node(model, cw.conditioning(world, world.query_id(s)), world.latent(s),
-                                      cw.conditioning(world, world.reference_id(s)))
+        heat, mask, shown, area = mask_node(model, cw.conditioning(world, world.query_id(s)), world.latent(s),
+                                            cw.conditioning(world, world.reference_id(s)), method="minmax")
+        assert area == float(mask.mean())
         assert heat.shape == mask.shape == (1, 256, 256) and shown.shape == (1, 256, 256, 3)
         assert float(heat.min()) == 0.0 and float(heat.max()) == 1.0
         assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
         score = iou(mask[0], gt_mask(world, s))
         print(f"{family} scene {s} ({world.scenes[s].name}): IoU {score:.3f}")
         assert score >= 0.9
+        # the default (rescale, outliers clipped) cuts lower: the whole region, a rim of at most a latent cell more
+        _, default, _, _ = mask_node(model, cw.conditioning(world, world.query_id(s)), world.latent(s),
+                                     cw.conditioning(world, world.reference_id(s)))
+        gt = gt_mask(world, s)
+        recall = float((default * gt).sum() / gt.sum())
+        rim = core.grow(gt_mask(world, s)[None], 8)[0]
+        print(f"   default: IoU {iou(default[0], gt):.3f}, recall {recall:.4f}")
+        assert recall >= 0.99 and float((default[0] * (1 - rim)).sum()) == 0.0
 
 
 @pytest.mark.parametrize("batch_size,cfg", [(1, 1.0), (2, 1.0), (4, 1.0), (6, 1.0), (20, 1.0), (3, 2.0), (6, 2.0)])
@@ -83,7 +92,7 @@ def test_batched_latents_give_per_image_masks(cw, world, mask_node, core):
     latent = torch.cat([world.latent(0), world.latent(3)])
     query = [[torch.cat([world.context(world.query_id(0)), world.context(world.query_id(3))]), {}]]
     reference = [[torch.cat([world.context(world.reference_id(0)), world.context(world.reference_id(3))]), {}]]
-    heat, mask, _ = mask_node(model, query, latent, reference)
+    heat, mask, _, _ = mask_node(model, query, latent, reference, method="minmax")
     assert mask.shape == (2, 256, 256)
     assert iou(mask[0], gt_mask(world, 0)) >= 0.9
     assert iou(mask[1], gt_mask(world, 3)) >= 0.9
@@ -104,7 +113,7 @@ def test_threshold_methods_and_options(cw, world, mask_node, core):
     assert grown.sum() > base.sum() > shrunk.sum()
     assert torch.equal(grown * base, base) and torch.equal(shrunk * base, shrunk)
     image = world.decode(world.latent(0))[:, :128, :128]   # a picture of another size sets the output size
-    heat, mask, shown = mask_node(*args, smooth=3.0, image=image)
+    heat, mask, shown, _ = mask_node(*args, smooth=3.0, image=image)
     assert heat.shape == (1, 128, 128) and shown.shape == (1, 128, 128, 3)
 
 
