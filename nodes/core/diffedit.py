@@ -33,6 +33,8 @@ Pure torch + kornia: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
+import math
+
 
 import kornia
 import torch
