@@ -186,10 +186,38 @@ _CACHE: dict[str, Family] = {}
 
 
 def build(name: str, frames: int = 1) -> Family:
-    """The family with its conditioning and a random latent (cached per process)."""
+    """The family with its conditioning and a random latent (cached per process; one model per family)."""
     key = f"{name}/{frames}"
     if key not in _CACHE:
-        model = _CACHE[f"{name}/1"].model if frames != 1 and f"{name}/1" in _CACHE else model_patcher(name)
+        same = [v for k, v in _CACHE.items() if k.startswith(name + "/")]
+        model = same[0].model if same else model_patcher(name)
         latent = torch.randn(latent_shape(name, frames), generator=torch.Generator().manual_seed(7)) * 0.5
         _CACHE[key] = Family(name, model, conditioning(name, 1), conditioning(name, 2), latent)
     return _CACHE[key]
+
+
+def vae(name: str, seed: int = 3):
+    """A tiny random VAE ComfyUI detects for the family's latent (TAESD / TAEHV layouts), or None.
+
+    4- and 16-channel image latents: TAESD (as taesd / taesd3 / taef1); 16- and 48-channel video latents:
+    TAEHV (as lighttaew2_1 / taew2_2). LTXV's 128-channel latent has no small VAE ComfyUI can build: None.
+    """
+    import comfy.sd
+    import comfy.taesd.taehv as taehv
+    import comfy.taesd.taesd as taesd
+
+    from .tiny import _reinit
+
+    channels = latent_shape(name)[1]
+    if name == "ltxv":
+        return None
+    if name in VIDEO:
+        model = _reinit(taehv.TAEHV(latent_channels=channels), seed)
+        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    else:
+        model = _reinit(torch.nn.ModuleDict({"taesd_encoder": taesd.Encoder(latent_channels=channels),
+                                             "taesd_decoder": taesd.Decoder(latent_channels=channels)}), seed)
+        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        sd["vae_scale"] = torch.tensor(1.0)
+        sd["vae_shift"] = torch.tensor(0.0)
+    return comfy.sd.VAE(sd=sd)
