@@ -282,3 +282,46 @@ def test_strength_fan_and_schedule_preview(comfy, fam, vaes, run, name, frames):
     assert not torch.equal(lat[1:2], f.latent)
     frames = vae.decode(f.latent).reshape(-1, *panels.shape[-3:]).shape[0]
     assert panels.shape[0] == 2 * frames and panels.shape[-1] == 3 and fan.ndim == 4 and fan.shape[0] == 1
+
+
+def test_qwen_image_takes_the_4d_latent_of_empty_sd3_latent_image(comfy, fam, vaes, run):
+    """EmptySD3LatentImage gives Qwen-Image a 4-D 16-channel latent of zeros; KSampler makes it (B,16,1,H,W)
+    (``fix_empty_latent_channels``) and every pack node does the same."""
+    import nodes
+
+    f = fam("qwen_image")
+    empty = nodes.NODE_CLASS_MAPPINGS["EmptySD3LatentImage"]().execute(64, 64, 1)
+    empty = empty[0] if isinstance(empty, tuple) else empty.result[0]
+    assert empty["samples"].shape == (1, 16, 8, 8)
+    heat, mask, _ = comfy.node("DDE_DiffEditMask").execute(f.model, f.positive, empty, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0,
+                                                           0.8, 0.0, 0, 0, f.negative, None, None)
+    assert heat.shape == mask.shape == (1, 64, 64) and torch.isfinite(heat).all()
+    out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, empty, _half(f), STEPS, 0.8, 1.0, "normal", 0, False,
+                                                 f.negative, None)[0]["samples"]
+    assert out.shape == (1, 16, 1, 8, 8) and torch.equal(out[..., :4], torch.zeros_like(out[..., :4]))
+    _, effective, _ = comfy.node("DDE_SchedulePreview").execute(f.model, _half(f), STEPS, "euler", "normal", 1.0, "step",
+                                                                False, empty)
+    assert effective.shape == (1, 8, 8)
+    fan, panels, latents = comfy.node("DDE_StrengthFan").execute(
+        f.model, 3, STEPS, "euler", "normal", 1.0, f.positive, f.negative, empty, vaes("qwen_image"), "0, 1", "step",
+        "grid", 0)
+    assert latents["samples"].shape == (2, 16, 1, 8, 8) and torch.equal(latents["samples"][0], torch.zeros(16, 1, 8, 8))
+    assert panels.ndim == 4 and panels.shape[0] == 2 and fan.shape[0] == 1
+    ref = run.ksampler(f.model, f, cfg=1.0, latent={"samples": empty["samples"].repeat(2, 1, 1, 1), "batch_index": [0, 0]})
+    assert torch.equal(latents["samples"][1:2], ref[1:2])
+
+
+def test_video_diffedit_masks_are_per_frame_and_smooth_over_time(comfy, fam):
+    """Two latent frames: one heat per frame from the same draws; temporal smoothing mixes the frames' differences."""
+    f = fam("wan21", 2)
+    node = comfy.node("DDE_DiffEditMask")
+
+    def heat(temporal):
+        return node.execute(f.model, f.positive, {"samples": f.latent}, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0,
+                            f.negative, None, None, temporal)[0]
+
+    alone, smoothed = heat(0), heat(1)
+    assert alone.shape == smoothed.shape == (2, 64, 64)
+    assert float(alone.amax()) == 1.0 and float(alone.amin()) == 0.0          # normalised over the whole video
+    assert not torch.equal(alone[0], alone[1])
+    assert (smoothed[0] - smoothed[1]).abs().max() < (alone[0] - alone[1]).abs().max()
