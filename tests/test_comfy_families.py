@@ -210,7 +210,7 @@ def test_inpaint_concat_mask_is_the_users_mask_times_the_step_mask(comfy, run, i
 
 # -- per-token timestep models: what the model is told follows the step mask --------------------------
 
-@pytest.mark.parametrize("name", ["ltxv", "wan22"])
+@pytest.mark.parametrize("name", ["ltxv", "wan22", "cosmos_predict2"])
 def test_per_token_timesteps_follow_the_step_mask(comfy, fam, name):
     f = fam(name, 2 if name == "ltxv" else 1)
     model, rec = _recording(f.model)

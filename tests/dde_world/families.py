@@ -20,9 +20,9 @@ import torch
 
 #: every family the matrix covers (the order the tests run them)
 NAMES = ("sd15", "sd15_inpaint", "sdxl", "sd2_v", "sd3", "flux", "flux_fill", "auraflow", "lumina2", "hidream",
-         "qwen_image", "wan21", "wan22", "ltxv", "hunyuan_video")
+         "qwen_image", "wan21", "wan22", "ltxv", "hunyuan_video", "chroma", "cosmos_predict2")
 #: families whose latent is 5-D (batch, channels, frames, height, width)
-VIDEO = ("qwen_image", "wan21", "wan22", "ltxv", "hunyuan_video")
+VIDEO = ("qwen_image", "wan21", "wan22", "ltxv", "hunyuan_video", "cosmos_predict2")
 
 
 @dataclass
@@ -114,6 +114,19 @@ def _configs():
                                                hidden_size=64, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1,
                                                theta=256, qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
                                                use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False), {}),
+        # further families that are cheap to build
+        "chroma": ("Chroma", dict(image_model="chroma", axes_dim=[8, 12, 12], num_heads=2, mlp_ratio=4.0, theta=10000,
+                                  qkv_bias=True, txt_ids_dims=[], in_channels=64, out_channels=64, hidden_size=64,
+                                  context_in_dim=4096, patch_size=2, vec_in_dim=None, depth=1, depth_single_blocks=1,
+                                  in_dim=64, out_dim=64, hidden_dim=64, n_layers=1), {}),
+        "cosmos_predict2": ("CosmosT2IPredict2", dict(
+            image_model="cosmos_predict2", max_img_h=240, max_img_w=240, max_frames=128, in_channels=16, out_channels=16,
+            patch_spatial=2, patch_temporal=1, model_channels=64, concat_padding_mask=True, crossattn_emb_channels=1024,
+            pos_emb_cls="rope3d", pos_emb_learnable=True, pos_emb_interpolation="crop", min_fps=1, max_fps=30,
+            use_adaln_lora=True, adaln_lora_dim=16, num_blocks=1, num_heads=2, extra_per_block_abs_pos_emb=False,
+            rope_h_extrapolation_ratio=4.0, rope_w_extrapolation_ratio=4.0, rope_t_extrapolation_ratio=1.0,
+            extra_h_extrapolation_ratio=1.0, extra_w_extrapolation_ratio=1.0, extra_t_extrapolation_ratio=1.0,
+            rope_enable_fps_modulation=False), {}),
     }
 
 
@@ -160,6 +173,10 @@ def conditioning(name: str, seed: int) -> list:
                                       "conditioning_llama3": torch.randn(1, 2, 16, 4096, generator=g)}]]
     if name == "qwen_image":
         return [[_text(g, 16, 3584), {}]]
+    if name == "chroma":   # T5 only: CLIPTextEncode gives pooled_output None
+        return [[_text(g, 16, 4096), {"pooled_output": None}]]
+    if name == "cosmos_predict2":
+        return [[_text(g, 16, 1024), {}]]
     if name in ("wan21", "wan22"):
         return [[_text(g, 16, 4096), {}]]
     if name == "ltxv":
@@ -174,7 +191,7 @@ def latent_shape(name: str, frames: int = 1, size: int = 8) -> tuple:
     """A small latent of the family's layout (``frames`` latent frames for the video families)."""
     channels = {"sd15": 4, "sd15_inpaint": 4, "sdxl": 4, "sd2_v": 4, "sd3": 16, "flux": 16, "flux_fill": 16,
                 "auraflow": 4, "lumina2": 16, "hidream": 16, "qwen_image": 16, "wan21": 16, "wan22": 48, "ltxv": 128,
-                "hunyuan_video": 16}[name]
+                "hunyuan_video": 16, "chroma": 16, "cosmos_predict2": 16}[name]
     if name in VIDEO:
         if name == "ltxv":   # LTXV's VAE: 32x spatial compression; a small latent is still 4 x 4 cells
             return (1, channels, frames, size // 2, size // 2)
