@@ -325,3 +325,16 @@ def test_video_diffedit_masks_are_per_frame_and_smooth_over_time(comfy, fam):
     assert float(alone.amax()) == 1.0 and float(alone.amin()) == 0.0          # normalised over the whole video
     assert not torch.equal(alone[0], alone[1])
     assert (smoothed[0] - smoothed[1]).abs().max() < (alone[0] - alone[1]).abs().max()
+
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_advanced_split_keeps_the_black_half_and_continues_the_schedule(comfy, fam, name, frames):
+    """Differential KSampler (Advanced) in two parts (leftover noise, then add_noise disable): black half bit-exact."""
+    f = fam(name, frames)
+    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
+    args = (3, 4, 1.0, "euler", "normal", f.positive, f.negative)
+    first = adv.execute(f.model, "enable", *args, {"samples": f.latent}, 0, 2, "enable", _half(f), "step", False, 1.0, 0.0)[0]
+    out = adv.execute(f.model, "disable", *args, first, 2, 10000, "disable", _half(f), "step", False, 1.0, 0.0)[0]["samples"]
+    w = f.latent.shape[-1] // 2
+    assert torch.equal(out[..., :w], f.latent[..., :w])
+    assert torch.isfinite(out).all() and not torch.equal(out[..., w:], f.latent[..., w:])
