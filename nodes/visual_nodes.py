@@ -46,7 +46,7 @@ class StrengthFan(io.ComfyNode):
                 *_sampling_inputs(),
                 cfg_input(),
                 *prompt_inputs(),
-                io.Latent.Input("latent_image", tooltip="The latent of the one picture to edit."),
+                io.Latent.Input("latent_image", tooltip="The latent of the one picture (or one video) to edit."),
                 io.Vae.Input("vae", tooltip="Decodes the panels."),
                 io.String.Input("strengths", default="0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1",
                                 tooltip="The strengths to show, 0..1, separated by commas (up to 64)."),
