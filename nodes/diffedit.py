@@ -119,9 +119,15 @@ class HeatSampler(comfy.samplers.Sampler):
 
 def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float, n: int, seed: int,
                   cfg: float = 1.0, negative=None, batch_size: int = 0) -> torch.Tensor:
-    """Mean |x0(query) - x0(reference)| over ``n`` draws and channels, ``(B,h,w)`` at latent resolution."""
+    """Mean |x0(query) - x0(reference)| over ``n`` draws and channels at latent resolution.
+
+    ``(B,h,w)`` for an image latent, ``(B,T,h,w)`` for a video latent (every frame over the same draws).
+    An empty latent of the wrong channel count or dimensions (e.g. ``EmptySD3LatentImage`` for Qwen-Image)
+    is fixed the way KSampler fixes it.
+    """
     if n < 1:
         raise InputError("n", "at least 1 noise draw", repr(n))
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
     sigma = noise_level(model, strength)
     holder = Holder()
     guider = comfy.samplers.CFGGuider(model)

@@ -31,7 +31,7 @@ class DiffEditMask(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="Any diffusion model (eps, v or flow); its patches and wrappers apply."),
                 io.Conditioning.Input("query", tooltip="The edit prompt: what the picture should show."),
-                io.Latent.Input("latent", tooltip="The latent of the picture to edit (VAE Encode)."),
+                io.Latent.Input("latent", tooltip="The latent of the picture (or video) to edit (VAE Encode)."),
                 io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
                                tooltip="Noise level of the draws as a fraction of the model's noise range (0.5 = the "
                                "half-way timestep, the paper's setting)."),
@@ -65,6 +65,9 @@ class DiffEditMask(io.ComfyNode):
                 io.Image.Input("image", optional=True,
                                tooltip="The picture itself: sets the output size and is shown under the preview. "
                                "Not connected: 8 pixels per latent cell, grey preview."),
+                io.Int.Input("temporal_smooth", default=0, min=0, max=64, optional=True,
+                             tooltip="Video latents: Gaussian smoothing of the differences over this many latent frames "
+                             "on each side before thresholding (0 = each frame on its own). Masks come one per latent frame."),
             ],
             outputs=[
                 io.Mask.Output(display_name="heat", tooltip="Soft map 0..1 of how much the prompts disagree."),
@@ -77,8 +80,8 @@ class DiffEditMask(io.ComfyNode):
     @classmethod
     @names_errors
     def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
-                smooth, grow, batch_size, reference=None, negative=None, image=None) -> io.NodeOutput:
-        samples = as_latent(latent, "latent", dims=(4,))
+                smooth, grow, batch_size, reference=None, negative=None, image=None, temporal_smooth=0) -> io.NodeOutput:
+        samples = as_latent(latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)
@@ -89,9 +92,13 @@ class DiffEditMask(io.ComfyNode):
             base = pixels.as_images(image, "image")
             size = tuple(base.shape[1:3])
         else:
-            size = (samples.shape[2] * SCALE, samples.shape[3] * SCALE)
+            size = (samples.shape[-2] * SCALE, samples.shape[-1] * SCALE)
         diff = diffedit.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
-        heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow)
+        if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
+            heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,
+                                                  grow, temporal_smooth)
+        else:
+            heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow)
         if base is not None:
             base = maps_core.match_batch(base, heat.shape[0], "image")
         shown = visual.heat_preview(heat, mask, base)
@@ -106,7 +113,7 @@ class DiffEditMask(io.ComfyNode):
 def _edit_common_inputs() -> list:
     return [
         io.Mask.Input("mask", tooltip="Where to edit (white), e.g. from DiffEdit Mask. Any size: area-averaged to the "
-                      "latent grid; grey values blend."),
+                      "latent grid; grey values blend. Video latents: 1 mask, one per latent frame, or batch x frames."),
         io.Int.Input("refine", default=2, min=0, max=20,
                      tooltip="Fixed-point iterations per inversion step (1 extra model call each): more = decoding "
                      "reproduces the unedited picture more exactly."),
@@ -130,7 +137,7 @@ class DiffEditEdit(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model."),
                 io.Conditioning.Input("query", tooltip="What the masked region should show."),
-                io.Latent.Input("latent", tooltip="The latent of the picture to edit."),
+                io.Latent.Input("latent", tooltip="The latent of the picture (or video) to edit."),
                 *_edit_common_inputs()[:1],
                 io.Int.Input("steps", default=50, min=1, max=10000,
                              tooltip="Decode steps (KSampler semantics with denoise = encode_ratio: the last 'steps' of a "
@@ -150,7 +157,7 @@ class DiffEditEdit(io.ComfyNode):
     @names_errors
     def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
                 negative=None) -> io.NodeOutput:
-        as_latent(latent, "latent", dims=(4,))
+        as_latent(latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)

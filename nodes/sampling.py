@@ -10,8 +10,11 @@ How it composes with ComfyUI (v0.8):
   ``KSamplerX0Inpaint`` does the blending (kept pixels get the original noised with the
   sampler's own noise), installs a per-run ``denoise_mask_function`` that chains any function
   already installed, and after the last step copies never-freed pixels back bit-exactly.
-* The ``APPLY_MODEL`` wrapper keeps an inpainting model's concat mask in step with the
-  current threshold (ComfyUI builds it once per run).
+* The ``APPLY_MODEL`` wrapper keeps what the model is told in step with the current threshold
+  (ComfyUI builds it once per run): an inpainting model's concat mask (times the conditioning's
+  own inpaint mask when it carries one) and the ``denoise_mask`` that LTXV / Wan 2.2-style models
+  turn into per-token timesteps. A map that frees every pixel from the first step runs as plain
+  KSampler (no mask at all), so it is KSampler bit for bit on every family.
 * :func:`differential_sample` is the shared body of the two KSampler nodes; split sampling
   carries the original latent and its noise in the LATENT so a second pass continues the same
   global threshold schedule.
@@ -40,6 +43,7 @@ from .core.errors import InputError
 
 KEY = "dde_change_map"
 RUN_KEY = "dde_run"
+OWN_CONCAT_KEY = "dde_own_concat_mask"
 CARRY_KEY = "dde_carry"
 LOG = logging.getLogger("differential_edit")
 
@@ -224,11 +228,18 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
     # the one host read of a run: this run's levels (already on the CPU for the pack's own nodes)
     local = sigmas.detach().to("cpu", torch.float32).clone()
     host_run = prepare_run(spec, patcher, latent_image.shape, local, denoise_mask, "cpu")
+    if denoise_mask is None and host_run.strength >= 1.0 and not bool((host_run.start > 0).any()):
+        # every pixel is free from the first step: this is KSampler's own run (no mask at all), so models
+        # that read the mask (inpaint concat, per-token timesteps) are told exactly what KSampler tells them
+        return executor(noise, latent_image, sampler, sigmas, None, callback, disable_pbar, seed, latent_shapes=latent_shapes)
     run = _run_on(host_run, device)
     options = guider.model_options  # the per-run copy made by CFGGuider.sample
     previous = options.get("denoise_mask_function")
     options["denoise_mask_function"] = _mask_function(run, previous)
-    options.setdefault("transformer_options", {})[RUN_KEY] = run
+    transformer_options = options.setdefault("transformer_options", {})
+    transformer_options[RUN_KEY] = run
+    # the conditioning brings its own inpaint mask (InpaintModelConditioning): the concat mask combines with it
+    transformer_options[OWN_CONCAT_KEY] = any("concat_mask" in c for conds in guider.conds.values() for c in conds)
     mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
     fully_denoised = float(local[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
@@ -315,27 +326,57 @@ def _concat_layout(base_model, latent_channels: int):
 
 def _apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
     run = transformer_options.get(RUN_KEY)
-    if run is not None and c_concat is not None:
-        c_concat = _dynamic_concat(executor.class_obj, run, x, t, c_concat)
+    if run is not None:
+        if c_concat is not None:
+            own = bool(transformer_options.get(OWN_CONCAT_KEY, False))
+            c_concat = _dynamic_concat(executor.class_obj, run, x, t, c_concat, own)
+        if isinstance(kwargs.get("denoise_mask"), torch.Tensor):
+            kwargs["denoise_mask"] = _step_denoise_mask(run, x, t, kwargs["denoise_mask"])
     return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
-def _dynamic_concat(base_model, run: schedule.DifferentialRun, x, t, c_concat):
-    """Replace the concat's mask channels with the current thresholded mask (rounded, as ComfyUI does)."""
-    found = _concat_layout(base_model, x.shape[1])
+def _step_mask_rows(run: schedule.DifferentialRun, x, t):
+    """The current step mask for every row of the model batch ``x`` (rows = chunks x latent batch), or None."""
     b = run.start.shape[0]
-    if found is None or found[1] != c_concat.shape[1] or x.shape[0] % b or tuple(x.shape[2:]) != tuple(run.start.shape[2:]):
+    if x.shape[0] % b or tuple(x.shape[2:]) != tuple(run.start.shape[2:]):
+        return None
+    chunks = x.shape[0] // b
+    mask = run.mask(t.reshape(chunks, b)[0])
+    return mask.repeat(chunks, *([1] * (mask.ndim - 1)))
+
+
+def _step_denoise_mask(run: schedule.DifferentialRun, x, t, denoise_mask):
+    """Models that read ``denoise_mask`` (LTXV / Wan 2.2 per-token timesteps, Cosmos) get the current step mask.
+
+    ComfyUI hands them the mask given to the sampler once per run (here the static change map);
+    the tokens still kept at this step hold the original and must be told so, the freed ones the step's level.
+    """
+    mask = _step_mask_rows(run, x, t)
+    if mask is None or denoise_mask.shape[0] != mask.shape[0] or denoise_mask.ndim != mask.ndim:
+        return denoise_mask
+    return mask.to(denoise_mask.device, denoise_mask.dtype).expand(denoise_mask.shape)
+
+
+def _dynamic_concat(base_model, run: schedule.DifferentialRun, x, t, c_concat, own: bool = False):
+    """Put the current thresholded mask (rounded, as ComfyUI does) into the concat's mask channels.
+
+    ``own``: the conditioning carries its own inpaint mask (``concat_mask``): the channels already hold it
+    and the step mask multiplies it (a pixel is inpainted when the user's mask and the step both free it),
+    so a map of 1 tells the model exactly what KSampler tells it. Otherwise the channels came from the
+    static change map and are replaced.
+    """
+    found = _concat_layout(base_model, x.shape[1])
+    mask = _step_mask_rows(run, x, t)
+    if found is None or found[1] != c_concat.shape[1] or mask is None:
         return c_concat
     layout, _ = found
-    chunks = x.shape[0] // b
-    mask = run.mask(t.reshape(chunks, b)[0]).round().to(c_concat.dtype)
-    mask = mask.repeat(chunks, *([1] * (mask.ndim - 1))).to(c_concat.device)
+    mask = mask.round().to(c_concat.device, c_concat.dtype)
     out = c_concat.clone()
     for key, lo, hi in layout:
         if key == "mask":
-            out[:, lo:hi] = mask
+            out[:, lo:hi] = out[:, lo:hi] * mask if own else mask
         elif key == "mask_inverted":
-            out[:, lo:hi] = 1.0 - mask
+            out[:, lo:hi] = 1.0 - (1.0 - out[:, lo:hi]) * mask if own else 1.0 - mask
     return out
 
 

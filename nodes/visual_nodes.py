@@ -24,7 +24,7 @@ def _sampling_inputs() -> list:
 
 
 def _one_latent(latent) -> torch.Tensor:
-    samples = as_latent(latent, dims=(4,))
+    samples = as_latent(latent)
     if samples.shape[0] != 1:
         raise InputError("latent_image", "a LATENT of one image (batch 1)", describe(samples))
     return samples
@@ -46,7 +46,7 @@ class StrengthFan(io.ComfyNode):
                 *_sampling_inputs(),
                 cfg_input(),
                 *prompt_inputs(),
-                io.Latent.Input("latent_image", tooltip="The latent of the one picture to edit."),
+                io.Latent.Input("latent_image", tooltip="The latent of the one picture (or one video) to edit."),
                 io.Vae.Input("vae", tooltip="Decodes the panels."),
                 io.String.Input("strengths", default="0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1",
                                 tooltip="The strengths to show, 0..1, separated by commas (up to 64)."),
@@ -72,14 +72,20 @@ class StrengthFan(io.ComfyNode):
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
         k = len(values)
-        batch = {"samples": samples.repeat(k, 1, 1, 1), "batch_index": [0] * k}   # one noise for every panel
+        batch = {"samples": samples.repeat(k, *([1] * (samples.ndim - 1))), "batch_index": [0] * k}   # one noise for all
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
+        if samples.ndim == 5:   # video: the panel's strength on every latent frame
+            maps = maps.repeat_interleave(samples.shape[2], dim=0)
         spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
         out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, batch, spec)
         out.pop("batch_index", None)
-        panels = vae.decode(out["samples"])[..., :3].float().cpu()
+        decoded = vae.decode(out["samples"])[..., :3].float().cpu()
+        # a video VAE gives (k, frames, H, W, 3): the panels output holds every frame (strength-major), the
+        # grid / fan picture shows each strength's first frame
+        panels = decoded.reshape(-1, *decoded.shape[-3:])
+        firsts = decoded[:, 0] if decoded.ndim == 5 else decoded
         labels = [f"{v:g}" for v in values]
-        picture = visual.fan(panels, labels) if layout == "fan" else visual.grid(panels, labels, columns)
+        picture = visual.fan(firsts, labels) if layout == "fan" else visual.grid(firsts, labels, columns)
         return io.NodeOutput(picture, panels, out, ui=preview.images_ui(picture, label=node, kind="grid"))
 
 
@@ -121,13 +127,11 @@ class SchedulePreview(io.ComfyNode):
             shape = tuple(as_latent(latent_image).shape)
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
-        if len(shape) != 4:
-            raise InputError("latent_image", "an image latent (4-D)", f"shape {shape}")
         spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node)
         run = sampling.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
         start = run.start[:, 0]
-        if start.ndim == 4:   # video latent: show the first frame
-            start = start[:, 0]
+        if start.ndim == 4:   # video latent (B,T,h,w): one picture and map per latent frame, (B*T,h,w)
+            start = start.reshape(-1, *start.shape[-2:])
         n = run.n_steps
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))

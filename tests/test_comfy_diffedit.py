@@ -125,7 +125,7 @@ def test_bad_input_names_the_node_and_input(comfy, cw, world, mask_node):
     with pytest.raises(ValueError, match="DiffEdit Mask: input 'strength'"):
         mask_node(model, q, world.latent(0), strength=0.0)
     with pytest.raises(ValueError, match="DiffEdit Mask: input 'latent'"):
-        mask_node(model, q, torch.zeros(1, 4, 2, 32, 32))
+        mask_node(model, q, torch.zeros(4, 32, 32))
 
 
 # -- the edit ---------------------------------------------------------------------------------------

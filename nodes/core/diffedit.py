@@ -197,6 +197,45 @@ def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "resc
     return heat.contiguous(), grow(mask, grow_pixels).contiguous()
 
 
+def smooth_frames(diff: torch.Tensor, radius: int) -> torch.Tensor:
+    """Gaussian smoothing of ``(B,T,h,w)`` differences along the frames: kernel ``2 radius + 1``, sigma
+    ``radius / 2``, normalised, replicate border (the first and last frames continue past the ends)."""
+    b, t = diff.shape[:2]
+    if radius <= 0 or t == 1:
+        return diff
+    r = int(radius)
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    w = torch.exp(-0.5 * (x / (r / 2.0)) ** 2)
+    w = (w / w.sum()).view(1, 1, -1)
+    seq = diff.to(torch.float32).permute(0, 2, 3, 1).reshape(-1, 1, t)
+    seq = torch.nn.functional.pad(seq, (r, r), mode="replicate")
+    out = torch.nn.functional.conv1d(seq, w)
+    return out.reshape(b, *diff.shape[2:], t).permute(0, 3, 1, 2).contiguous()
+
+
+def video_heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "rescale", threshold: float = 0.5,
+                        ratio: float = 3.0, percentile: float = 0.8, smooth: float = 0.0, grow_pixels: int = 0,
+                        temporal: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Video differences ``(B,T,h,w)`` → heat and mask per frame, ``(B*T,H,W)`` (sample-major, as ComfyUI
+    lays out the frames of a video batch).
+
+    Every frame's heat comes from the same noise draws. ``temporal`` > 0 first smooths the differences
+    along the frames (:func:`smooth_frames`). Spatial enlargement, ``smooth`` and ``grow_pixels`` act per
+    frame as in :func:`heat_and_mask`; normalisation and the threshold act on all frames of a video together,
+    so a frame the prompts agree on stays dark. With ``T == 1`` this is :func:`heat_and_mask`.
+    """
+    b, t = diff.shape[:2]
+    d = smooth_frames(diff.to(torch.float32), temporal).reshape(b * t, *diff.shape[2:])
+    d = resize_maps(d, size) if tuple(d.shape[-2:]) != tuple(size) else d
+    if smooth > 0:
+        d = blur_maps(d, int(round(smooth)))
+    h, w = d.shape[-2:]
+    heat = normalize(d.reshape(b, t * h, w), method, ratio)
+    cut = thresholds(heat, method, threshold, percentile).to(heat.device)
+    mask = (heat >= cut).to(torch.float32).reshape(b * t, h, w)
+    return heat.reshape(b * t, h, w).contiguous(), grow(mask, grow_pixels).contiguous()
+
+
 # -- deterministic inversion arithmetic ---------------------------------------------------------------
 
 def implied_noise(x: torch.Tensor, denoised: torch.Tensor, a, b) -> torch.Tensor:

@@ -1,0 +1,340 @@
+"""The family matrix: every pack node that takes a MODEL or a LATENT, on tiny random-weight models of every
+ComfyUI family (``dde_world.families``: real architectures, channel counts, latent formats and
+conditioning shapes, built through ``comfy.supported_models``).
+
+Per family: map 0 is bit-exact in all three modes, through the Differential KSampler and through Apply
+Change Map with KSampler and SamplerCustomAdvanced; map 1 equals KSampler bit-exactly; a half map keeps
+its black half bit-exact; DiffEdit Mask gives per-frame masks and DiffEdit Edit keeps the outside of its
+mask bit-exact; Strength Fan (panels 0 and 1 are the input and KSampler) and the schedule preview run.
+Inpainting models are checked with ``InpaintModelConditioning`` in both ``noise_mask`` settings, and
+the models that turn ``denoise_mask`` into per-token timesteps (LTXV, Wan 2.2) are checked for what the
+model is told at every step.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dde_world import families as F
+
+STEPS = 2
+MODES = ("step", "denoise", "timestep")
+#: (family, frames): every family once; video families also with 2 latent frames where cheap
+CASES = [(n, 1) for n in F.NAMES] + [("wan21", 2), ("ltxv", 2)]
+IDS = [f"{n}" if t == 1 else f"{n}-T{t}" for n, t in CASES]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: these models are tiny, and on a shared 2-core CPU torch's thread pool makes every op
+    wait on the scheduler (measured: a 2-step SD1.5 KSampler 0.05 s with 1 thread vs 4 s with 2, under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def fam(comfy):
+    """Tiny family models, built once per session (``F.build`` caches)."""
+    return F.build
+
+
+@pytest.fixture(scope="session")
+def vaes(comfy):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = F.vae(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def run(comfy):
+    """The pack's nodes and ComfyUI's sampler nodes as plain functions."""
+    import nodes
+
+    dk = comfy.node("DDE_DifferentialKSampler")
+    apply = comfy.node("DDE_ApplyChangeMap")
+    m = nodes.NODE_CLASS_MAPPINGS
+
+    class Run:
+        @staticmethod
+        def dk(f, cmap, mode="step", sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, strength=1.0):
+            latent = latent if latent is not None else {"samples": f.latent}
+            return dk.execute(f.model, seed, STEPS, cfg, sampler, "normal", pos or f.positive, neg or f.negative, latent, 1.0,
+                              cmap, mode, False, strength, 0.0)[0]["samples"]
+
+        @staticmethod
+        def ksampler(model, f, sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None):
+            latent = latent if latent is not None else {"samples": f.latent}
+            return nodes.KSampler().sample(model, seed, STEPS, cfg, sampler, "normal", pos or f.positive, neg or f.negative,
+                                           latent)[0]["samples"]
+
+        @staticmethod
+        def patched(f, cmap, mode="step"):
+            return apply.execute(f.model, cmap, mode, False, 1.0, 0.0, "normal")[0]
+
+        @staticmethod
+        def custom_advanced(model, f, cfg=2.0, seed=3):
+            noise = m["RandomNoise"].execute(seed)[0]
+            guider = m["CFGGuider"].execute(model, f.positive, f.negative, cfg)[0]
+            sampler = m["KSamplerSelect"].execute("euler")[0]
+            sigmas = m["BasicScheduler"].execute(model, "normal", STEPS, 1.0)[0]
+            return m["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": f.latent})[0]["samples"]
+
+    return Run
+
+
+def _map(f, value):
+    """A change map of the picture's size (8 px per latent cell), one per latent frame for video."""
+    h, w = f.latent.shape[-2:]
+    return torch.full((1, 8 * h, 8 * w), float(value))
+
+
+def _half(f):
+    """Left half 0, right half 1 (whole latent cells)."""
+    cmap = _map(f, 0.0)
+    cmap[..., cmap.shape[-1] // 2:] = 1.0
+    return cmap
+
+
+# -- map 0, map 1, half map ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_map_zero_is_bit_exact_in_every_mode_and_path(fam, run, name, frames):
+    f = fam(name, frames)
+    zero = _map(f, 0.0)
+    for mode in MODES:
+        out = run.dk(f, zero, mode, cfg=1.0)
+        assert torch.equal(out, f.latent), f"{name}: map 0 changed the latent ({mode} mode)"
+    patched = run.patched(f, zero, "timestep")
+    assert torch.equal(run.ksampler(patched, f, cfg=1.0), f.latent), f"{name}: Apply Change Map + KSampler"
+    assert torch.equal(run.custom_advanced(patched, f, cfg=1.0), f.latent), f"{name}: + SamplerCustomAdvanced"
+
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_map_one_is_ksampler_bit_exact(fam, run, name, frames):
+    f = fam(name, frames)
+    ref = run.ksampler(f.model, f)
+    assert not torch.equal(ref, f.latent)
+    out = run.dk(f, _map(f, 1.0), "step")
+    assert torch.equal(out, ref), f"{name}: map 1 differs from KSampler by {(out - ref).abs().max():.3g}"
+    patched = run.patched(f, _map(f, 1.0), "denoise")
+    assert torch.equal(run.ksampler(patched, f), ref), f"{name}: Apply Change Map (map 1) + KSampler"
+
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_half_map_keeps_its_black_half_and_changes_the_white_half(fam, run, name, frames):
+    f = fam(name, frames)
+    out = run.dk(f, _half(f), "denoise", cfg=1.0)
+    w = f.latent.shape[-1] // 2
+    assert torch.equal(out[..., :w], f.latent[..., :w])
+    assert (out[..., w:] - f.latent[..., w:]).abs().amin(dim=-1).gt(0).all()
+
+
+# -- inpainting models: InpaintModelConditioning in both noise_mask settings ---------------------------
+
+@pytest.fixture(scope="module")
+def inpaint_inputs(comfy, fam, vaes):
+    import nodes
+
+    def get(name, noise_mask):
+        f = fam(name)
+        h, w = f.latent.shape[-2:]
+        pixels = torch.rand(1, 8 * h, 8 * w, 3, generator=torch.Generator().manual_seed(5))
+        mask = torch.zeros(1, 8 * h, 8 * w)
+        mask[:, 2 * 8:6 * 8, 3 * 8:7 * 8] = 1.0   # whole latent cells
+        pos, neg, latent = nodes.InpaintModelConditioning().encode(f.positive, f.negative, pixels, vaes(name), mask,
+                                                                   noise_mask)
+        return f, pos, neg, latent, mask
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["sd15_inpaint", "flux_fill"])
+@pytest.mark.parametrize("noise_mask", [False, True])
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
+def test_inpaint_conditioning_map_one_is_ksampler(run, inpaint_inputs, name, noise_mask, sampler):
+    """Map 1 = KSampler. With noise_mask the latent's mask multiplies the map: outside it the pack returns
+    the input bit-exact, where KSampler's last step reproduces it only up to rounding (|d| <= 1e-5 of it)."""
+    f, pos, neg, latent, mask = inpaint_inputs(name, noise_mask)
+    ref = run.ksampler(f.model, f, sampler=sampler, latent=latent, pos=pos, neg=neg)
+    inside = torch.nn.functional.interpolate(mask[:, None], size=f.latent.shape[-2:], mode="area") > 0.5
+    inside = inside.expand_as(ref) if noise_mask else torch.ones_like(ref, dtype=torch.bool)
+    src = latent["samples"]
+    mode = "step" if sampler == "euler" else "denoise"
+    out = run.dk(f, _map(f, 1.0), mode, sampler=sampler, latent=latent, pos=pos, neg=neg)
+    assert torch.equal(out[inside], ref[inside]), f"{name} noise_mask={noise_mask}: map 1 differs by {(out - ref).abs().max():.3g}"
+    assert torch.equal(out[~inside], src[~inside])
+    assert torch.allclose(ref[~inside], src[~inside], rtol=0, atol=1e-5 * float(src.abs().max()))
+
+
+def _recording(model):
+    """A clone whose diffusion model records (input, timestep) of every call (DIFFUSION_MODEL wrapper)."""
+    import comfy.patcher_extension as pe
+
+    rec = []
+    m = model.clone()
+
+    def wrapper(executor, x, timesteps, *args, **kwargs):
+        rec.append((x.detach().clone(), timesteps.detach().clone()))
+        return executor(x, timesteps, *args, **kwargs)
+
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test_record", wrapper)
+    return m, rec
+
+
+def test_inpaint_concat_mask_is_the_users_mask_times_the_step_mask(comfy, run, inpaint_inputs):
+    """noise_mask=False: the model's mask channel = the user's inpaint mask x the current step mask."""
+    f, pos, neg, latent, mask = inpaint_inputs("sd15_inpaint", False)
+    model, rec = _recording(f.model)
+    cmap = _map(f, 0.5)
+    cmap[..., :, : cmap.shape[-1] // 2] = 1.0        # left: free from step 0; right: from step ceil(2 * 0.5) = 1
+    comfy.node("DDE_DifferentialKSampler").execute(model, 3, STEPS, 2.0, "euler", "normal", pos, neg, latent, 1.0, cmap,
+                                                   "step", False, 1.0, 0.0)
+    user = torch.nn.functional.interpolate(mask[:, None], size=f.latent.shape[-2:], mode="area")[:, 0].round()
+    w = f.latent.shape[-1] // 2
+    assert len(rec) == STEPS
+    for i, (x, _) in enumerate(rec):
+        step = torch.ones_like(user)
+        if i < 1:
+            step[..., w:] = 0.0
+        seen = x[:, 4]                                # SD1.5 inpaint concat: latent(4), mask(1), masked image(4)
+        assert torch.equal(seen, (user * step).expand_as(seen)), f"step {i}"
+
+
+# -- per-token timestep models: what the model is told follows the step mask --------------------------
+
+@pytest.mark.parametrize("name", ["ltxv", "wan22", "cosmos_predict2"])
+def test_per_token_timesteps_follow_the_step_mask(comfy, fam, name):
+    f = fam(name, 2 if name == "ltxv" else 1)
+    model, rec = _recording(f.model)
+    cmap = _map(f, 0.5)
+    cmap[..., : cmap.shape[-1] // 2] = 1.0           # left free from step 0, right from step 2 of 4
+    steps = 4
+    comfy.node("DDE_DifferentialKSampler").execute(model, 3, steps, 1.0, "euler", "normal", f.positive, f.negative,
+                                                   {"samples": f.latent}, 1.0, cmap, "step", False, 1.0, 0.0)
+    base = f.model.model
+    ms = base.model_sampling
+    import comfy.samplers as cs
+
+    sigmas = cs.KSampler(f.model, steps, "cpu", "euler", "normal", 1.0).sigmas
+    w = f.latent.shape[-1] // 2
+    assert len(rec) == steps
+    for i, (x, told) in enumerate(rec):
+        step = torch.ones((1, 1, *f.latent.shape[2:]))
+        if i < 2:
+            step[..., w:] = 0.0
+        t = ms.timestep(sigmas[i:i + 1]).float()
+        expected = base.process_timestep(t, x=x, denoise_mask=step)
+        assert torch.equal(told, expected.to(told.dtype)), f"{name} step {i}"
+
+
+# -- DiffEdit, Strength Fan, schedule preview ----------------------------------------------------------
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_diffedit_mask_and_edit(comfy, fam, name, frames):
+    f = fam(name, frames)
+    b, t = f.latent.shape[0], (f.latent.shape[2] if f.latent.ndim == 5 else 1)
+    h, w = f.latent.shape[-2:]
+    heat, mask, shown = comfy.node("DDE_DiffEditMask").execute(
+        f.model, f.positive, {"samples": f.latent}, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0, f.negative,
+        None, None)
+    assert heat.shape == mask.shape == (b * t, 8 * h, 8 * w) and shown.shape == (b * t, 8 * h, 8 * w, 3)
+    assert torch.isfinite(heat).all() and set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    edit_mask = _half(f)
+    out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, {"samples": f.latent}, edit_mask, STEPS, 0.8, 1.0,
+                                                 "normal", 0, False, f.negative, None)[0]["samples"]
+    assert out.shape == f.latent.shape
+    assert torch.equal(out[..., : w // 2], f.latent[..., : w // 2])
+    assert not torch.equal(out[..., w // 2:], f.latent[..., w // 2:])
+
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_strength_fan_and_schedule_preview(comfy, fam, vaes, run, name, frames):
+    f = fam(name, frames)
+    t = f.latent.shape[2] if f.latent.ndim == 5 else 1
+    h, w = f.latent.shape[-2:]
+    picture, effective, start = comfy.node("DDE_SchedulePreview").execute(
+        f.model, _half(f), STEPS, "euler", "normal", 1.0, "step", False, {"samples": f.latent})
+    assert effective.shape == start.shape == (t, h, w)
+    assert torch.equal(effective[..., : w // 2], torch.zeros_like(effective[..., : w // 2]))
+    assert torch.equal(effective[..., w // 2:], torch.ones_like(effective[..., w // 2:]))
+    vae = vaes(name)
+    if vae is None:
+        pytest.skip(f"{name}: no small VAE of its latent channels that ComfyUI can build (Strength Fan needs one)")
+    fan, panels, latents = comfy.node("DDE_StrengthFan").execute(
+        f.model, 3, STEPS, "euler", "normal", 2.0, f.positive, f.negative, {"samples": f.latent}, vae, "0, 1", "step",
+        "grid", 0)
+    lat = latents["samples"]
+    assert torch.equal(lat[0:1], f.latent)
+    # strength 1 is KSampler on the same batch (one noise for both panels; ComfyUI is not batch-size invariant),
+    # except on inpainting models: sharing the run with a kept panel, they see the original in their concat
+    # channels (ComfyUI's noise-mask inpainting), where plain KSampler shows them a blank picture
+    pair = {"samples": f.latent.repeat(2, *([1] * (f.latent.ndim - 1))), "batch_index": [0, 0]}
+    if name not in ("sd15_inpaint", "flux_fill"):
+        assert torch.equal(lat[1:2], run.ksampler(f.model, f, latent=pair)[1:2])
+    assert not torch.equal(lat[1:2], f.latent)
+    frames = vae.decode(f.latent).reshape(-1, *panels.shape[-3:]).shape[0]
+    assert panels.shape[0] == 2 * frames and panels.shape[-1] == 3 and fan.ndim == 4 and fan.shape[0] == 1
+
+
+def test_qwen_image_takes_the_4d_latent_of_empty_sd3_latent_image(comfy, fam, vaes, run):
+    """EmptySD3LatentImage gives Qwen-Image a 4-D 16-channel latent of zeros; KSampler makes it (B,16,1,H,W)
+    (``fix_empty_latent_channels``) and every pack node does the same."""
+    import nodes
+
+    f = fam("qwen_image")
+    empty = nodes.NODE_CLASS_MAPPINGS["EmptySD3LatentImage"]().execute(64, 64, 1)
+    empty = empty[0] if isinstance(empty, tuple) else empty.result[0]
+    assert empty["samples"].shape == (1, 16, 8, 8)
+    heat, mask, _ = comfy.node("DDE_DiffEditMask").execute(f.model, f.positive, empty, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0,
+                                                           0.8, 0.0, 0, 0, f.negative, None, None)
+    assert heat.shape == mask.shape == (1, 64, 64) and torch.isfinite(heat).all()
+    out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, empty, _half(f), STEPS, 0.8, 1.0, "normal", 0, False,
+                                                 f.negative, None)[0]["samples"]
+    assert out.shape == (1, 16, 1, 8, 8) and torch.equal(out[..., :4], torch.zeros_like(out[..., :4]))
+    _, effective, _ = comfy.node("DDE_SchedulePreview").execute(f.model, _half(f), STEPS, "euler", "normal", 1.0, "step",
+                                                                False, empty)
+    assert effective.shape == (1, 8, 8)
+    fan, panels, latents = comfy.node("DDE_StrengthFan").execute(
+        f.model, 3, STEPS, "euler", "normal", 1.0, f.positive, f.negative, empty, vaes("qwen_image"), "0, 1", "step",
+        "grid", 0)
+    assert latents["samples"].shape == (2, 16, 1, 8, 8) and torch.equal(latents["samples"][0], torch.zeros(16, 1, 8, 8))
+    assert panels.ndim == 4 and panels.shape[0] == 2 and fan.shape[0] == 1
+    ref = run.ksampler(f.model, f, cfg=1.0, latent={"samples": empty["samples"].repeat(2, 1, 1, 1), "batch_index": [0, 0]})
+    assert torch.equal(latents["samples"][1:2], ref[1:2])
+
+
+def test_video_diffedit_masks_are_per_frame_and_smooth_over_time(comfy, fam):
+    """Two latent frames: one heat per frame from the same draws; temporal smoothing mixes the frames' differences."""
+    f = fam("wan21", 2)
+    node = comfy.node("DDE_DiffEditMask")
+
+    def heat(temporal):
+        return node.execute(f.model, f.positive, {"samples": f.latent}, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0,
+                            f.negative, None, None, temporal)[0]
+
+    alone, smoothed = heat(0), heat(1)
+    assert alone.shape == smoothed.shape == (2, 64, 64)
+    assert float(alone.amax()) == 1.0 and float(alone.amin()) == 0.0          # normalised over the whole video
+    assert not torch.equal(alone[0], alone[1])
+    assert (smoothed[0] - smoothed[1]).abs().max() < (alone[0] - alone[1]).abs().max()
+
+
+@pytest.mark.parametrize("name,frames", CASES, ids=IDS)
+def test_advanced_split_keeps_the_black_half_and_continues_the_schedule(comfy, fam, name, frames):
+    """Differential KSampler (Advanced) in two parts (leftover noise, then add_noise disable): black half bit-exact."""
+    f = fam(name, frames)
+    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
+    args = (3, 4, 1.0, "euler", "normal", f.positive, f.negative)
+    first = adv.execute(f.model, "enable", *args, {"samples": f.latent}, 0, 2, "enable", _half(f), "step", False, 1.0, 0.0)[0]
+    out = adv.execute(f.model, "disable", *args, first, 2, 10000, "disable", _half(f), "step", False, 1.0, 0.0)[0]["samples"]
+    w = f.latent.shape[-1] // 2
+    assert torch.equal(out[..., :w], f.latent[..., :w])
+    assert torch.isfinite(out).all() and not torch.equal(out[..., w:], f.latent[..., w:])
