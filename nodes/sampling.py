@@ -34,6 +34,7 @@ import comfy.samplers
 import comfy.utils
 
 from .core import maps as maps_core
+from .core import prefill as prefill_core
 from .core import schedule
 from .core.errors import NodeInputError
 
@@ -68,6 +69,9 @@ class ChangeMapSpec:
     global_sigmas: torch.Tensor | None = None
     node: str = "Differential KSampler"
     input_name: str = "change_map"
+    fractional: bool = False          # schedule.fractional_start: map values between step boundaries blend
+    prefill: str = "original"         # core.prefill.PREFILL: what pixels above prefill_above start from
+    prefill_above: float = 0.5
 
 
 def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher) -> torch.Tensor:
@@ -97,6 +101,14 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
     raise NodeInputError(spec.node, "mode", f"one of {schedule.MODES}", repr(spec.mode))
 
 
+def fraction_thresholds(spec: ChangeMapSpec, sigmas: torch.Tensor, patcher) -> torch.Tensor:
+    """The smallest map value free at each step of the full schedule (for the ``fractional`` option)."""
+    n_steps = int(sigmas.numel()) - 1
+    if spec.mode == "step":
+        return schedule.step_thresholds(n_steps)
+    return schedule.thresholds_by_bisection(lambda g: start_steps(spec, g, sigmas, patcher), n_steps)
+
+
 def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor, noise_mask, device) -> schedule.DifferentialRun:
     """Fit the map to the latent, combine it with a latent noise mask, compute start steps."""
     g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.node, spec.input_name)
@@ -105,9 +117,11 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
     full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
     start = start_steps(spec, g.cpu(), full, patcher)
+    if spec.fractional:
+        start = schedule.fractional_start(g.cpu(), start, fraction_thresholds(spec, full, patcher))
     return schedule.DifferentialRun(start=start.to(device), strength_map=g.to(device), sigmas=full.to(device),
                                     n_steps=int(full.numel()) - 1, softness=float(spec.softness),
-                                    strength=float(spec.strength))
+                                    strength=float(spec.strength), fractional=bool(spec.fractional))
 
 
 def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0) -> torch.Tensor:
@@ -140,6 +154,21 @@ def _mask_function(run: schedule.DifferentialRun, previous):
     return mask_function
 
 
+def _prefilled(spec: ChangeMapSpec, run: schedule.DifferentialRun, latent_image, patcher, seed):
+    """The latent the sampler starts from and blends kept pixels with (``spec.prefill``; core.prefill)."""
+    if spec.prefill == "original":
+        return latent_image
+    base = patcher.model
+    noise = nothing = None
+    if spec.prefill == "latent noise":
+        gen = torch.Generator().manual_seed((int(seed or 0) + 0x5EED) % (2 ** 63))
+        drawn = torch.randn(latent_image.shape, generator=gen, dtype=torch.float32)
+        noise = base.process_latent_out(drawn.to(latent_image.device)).to(latent_image.dtype)
+    elif spec.prefill == "latent nothing":
+        nothing = base.process_latent_out(torch.zeros_like(latent_image, dtype=torch.float32)).to(latent_image.dtype)
+    return prefill_core.prefill(latent_image, run.strength_map, spec.prefill_above, spec.prefill, noise, nothing)
+
+
 def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, sigmas, denoise_mask=None,
                   callback=None, disable_pbar=False, seed=None, latent_shapes=None):
     guider = executor.class_obj
@@ -155,7 +184,8 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
     mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
     fully_denoised = float(sigmas[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
-    out = executor(noise, latent_image, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
+    start_latent = _prefilled(spec, run, latent_image, patcher, seed)
+    out = executor(noise, start_latent, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
     if fully_denoised:
         kept = run.kept.to(out.device)
         if bool(kept.any()):
