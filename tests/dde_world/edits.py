@@ -24,3 +24,20 @@ def synthetic_edit(seed: int = 0, size: int = 96, gain=(1.04, 0.97, 1.03), offse
     after = after * torch.tensor(gain) + torch.tensor(offset)
     after = after + noise * torch.randn(after.shape, generator=g)
     return before.unsqueeze(0), after.clamp(0, 1).unsqueeze(0), region
+
+
+def example_edited(scene_png: str, mask_png: str, out_png: str, seed: int = 0) -> None:
+    """workflows/inputs/example_edited.png: the example scene as an instruction editor returns it
+    (the masked object recoloured, every pixel's colour shifted by a few percent, mild noise)."""
+    import numpy as np
+    from PIL import Image
+
+    scene = torch.from_numpy(np.asarray(Image.open(scene_png).convert("RGB")).astype(np.float32) / 255.0)
+    mask = torch.from_numpy(np.asarray(Image.open(mask_png).convert("L")) > 127)
+    g = torch.Generator().manual_seed(seed)
+    after = scene.clone()
+    shade = scene[mask].mean(-1, keepdim=True)
+    after[mask] = (shade * torch.tensor([1.4, 1.25, 0.3])).clamp(0, 1)     # the ball turns golden
+    after = after * torch.tensor([1.03, 0.98, 1.02]) + torch.tensor([0.01, -0.005, 0.01])
+    after = after + (1.5 / 255.0) * torch.randn(after.shape, generator=g)
+    Image.fromarray((after.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()).save(out_png)
