@@ -121,7 +121,8 @@ def test_below_the_threshold_the_original_exactly_above_it_the_map_blend(core, i
     plain = core.pixels.composite(orig, edit, cmap, "map", 0, "n")
     above = ~below
     w = core.pixels.adaptive_weights(d, cmap.expand(2, 32, 32), t, 2.0, influence)
-    expected = orig * (1 - 0.8 * w.unsqueeze(-1)) + edit * 0.8 * w.unsqueeze(-1)
+    mw = (cmap.expand(2, 32, 32) * w).unsqueeze(-1)
+    expected = orig * (1 - mw) + edit * mw
     assert torch.allclose(out[above], expected[above], atol=1e-6)
     # the blend rises continuously from 0 at the threshold, is half at twice it and tends to the map blend
     dd = torch.tensor([teff, teff * 1.0001, 2 * teff, 1000 * teff])
@@ -155,7 +156,7 @@ def test_fractional_start_step_mode_values(core):
     g = torch.tensor([0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.74, 0.75, 1.0])
     k = S.start_steps_step(g, 4)
     c = S.fractional_start(g, k, S.step_thresholds(4))
-    expected = torch.tensor([float("inf"), 4 - 0.4, 3.0, 3 - 0.2, 2.0, 2 - 0.4, 1 - 0.96, 1.0, 0.0])
+    expected = torch.tensor([float("inf"), 4 - 0.4, 3.0, 3 - 0.2, 2.0, 2 - 0.4, 2 - 0.96, 1.0, 0.0])   # c = N (1 - g)
     assert torch.equal(torch.isinf(c), torch.isinf(expected))
     assert torch.allclose(c[1:], expected[1:], atol=1e-6)
     for i in range(4):   # the step before a pixel's start step runs at its fraction; exact 0/1 elsewhere
@@ -234,6 +235,6 @@ def test_fill_takes_its_colour_from_the_surroundings(core):
     assert torch.allclose(out[:, 1][region[:, 0]], torch.full((36,), 0.5), atol=1e-5)   # flat stays flat
     inside = out[:, 0, 5:11, 5:11]
     assert inside.min() >= -1 and inside.max() <= 1                                      # no trace of 9
-    assert inside[:, -1].mean() > inside[:, 0].mean()                                    # the ramp carries on
+    assert inside[..., -1].mean() > inside[..., 0].mean() + 0.3                                  # the ramp carries on
     video = P.fill_from_surroundings(poked.unsqueeze(2).repeat(1, 1, 3, 1, 1), region.unsqueeze(2))
     assert torch.allclose(video[:, :, 1], out, atol=1e-6)

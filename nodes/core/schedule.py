@@ -145,16 +145,19 @@ def step_thresholds(n_steps: int) -> torch.Tensor:
 
 
 def thresholds_by_bisection(start_fn: Callable[[torch.Tensor], torch.Tensor], n_steps: int,
-                            iterations: int = 40) -> torch.Tensor:
+                            iterations: int = 30, floor: float = 2.0 ** -10) -> torch.Tensor:
     """The smallest map value free at each step, for any monotone ``start_fn(g) -> start steps``.
 
     All ``N`` boundaries are bisected together (``iterations`` calls of ``start_fn`` on ``N``
-    values, float64). A step that even ``g = 1`` does not reach gets ``inf``.
+    values, float64) between ``floor`` and 1: a step that ``g = floor`` already reaches gets
+    ``floor`` (``denoise`` mode would otherwise ask for schedules of ``N / g`` steps as ``g -> 0``),
+    a step that even ``g = 1`` does not reach gets ``inf``.
     """
     idx = torch.arange(n_steps, dtype=torch.float64)
-    lo = torch.zeros(n_steps, dtype=torch.float64)
+    lo = torch.full((n_steps,), float(floor), dtype=torch.float64)
     hi = torch.ones(n_steps, dtype=torch.float64)
     reachable = start_fn(hi.clone()).to(torch.float64).cpu() <= idx
+    hi = torch.where(start_fn(lo.clone()).to(torch.float64).cpu() <= idx, lo, hi)
     for _ in range(iterations):
         mid = (lo + hi) / 2
         free = start_fn(mid).to(torch.float64).cpu() <= idx
