@@ -203,12 +203,18 @@ def run_comfy(w: Writer, comfy_path: str):
 
 def run_capabilities(w, env, world, eps, graded, uncond, src, picture):
     """One picture per capability: change map from an edit, fractional strength, pre-fill, adaptive composite."""
+    from dde_world.comfy_world import conditioning
+
     node = env.node
     dk = node("DDE_DifferentialKSampler")
     comp = node("DDE_CompositeByChangeMap")
-    # an "instruction editor": the smooth condition's result everywhere, a global colour shift and noise
-    edited = world.decode(dk.execute(eps, 4, 20, 1.0, "euler", "normal", graded, uncond, {"samples": src}, 1.0,
-                                     torch.ones(1, 256, 256), "step", False, 1.0, 0.0)[0]["samples"])
+    # an "instruction editor": the disk becomes the query's square, every colour shifts a little, mild noise
+    scene = world.scenes[0]
+    box = torch.nn.functional.max_pool2d(scene.region.float()[None, None], 3, 1, 1)[0]
+    box = box.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    sharp = conditioning(world, world.sharp_id(0))
+    edited = world.decode(dk.execute(eps, 4, 20, 1.0, "euler", "normal", sharp, uncond, {"samples": src}, 1.0,
+                                     box, "step", False, 1.0, 0.0)[0]["samples"])
     g = torch.Generator().manual_seed(0)
     after = (edited * torch.tensor([1.03, 0.98, 1.02]) + 0.01 + 0.01 * torch.randn(edited.shape, generator=g)).clamp(0, 1)
     cmap, mask = node("DDE_ChangeMapFromEdit").execute(picture, after, "affine", 6.0, 15.0, 2, 4).args
@@ -226,7 +232,6 @@ def run_capabilities(w, env, world, eps, graded, uncond, src, picture):
     w.png("capability_fractional.png", torch.cat([to_image(lin), gap, to_image(bands[0]), gap, to_image(bands[1])]))
     w.say("8b. 4 steps, left-to-right ramp: step mode (4 bands, middle) vs fractional (smooth, bottom)")
 
-    scene = world.scenes[0]
     strong = scene.query.clone()
     strong[:, scene.region] = torch.tensor([-0.9, 0.9, 0.9, 0.5]).view(4, 1)
     strong = strong.unsqueeze(0)
