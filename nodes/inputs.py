@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
+from .core.prefill import PREFILL
 from .core.schedule import MODES
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -57,3 +58,19 @@ def sampler_scheduler_inputs() -> list:
 def prompt_inputs() -> list:
     return [io.Conditioning.Input("positive", tooltip="What the changed region should show."),
             io.Conditioning.Input("negative", tooltip="What it should not show.")]
+
+
+def few_step_and_prefill_inputs() -> list:
+    """Appended after every differential sampler's other inputs (defaults change nothing)."""
+    return [
+        io.Boolean.Input("fractional", default=False,
+                         tooltip="Continuous strength on few-step models. Off: a map value between two step "
+                         "boundaries rounds down (4 steps = 4 shades). On: the step before its start step blends the "
+                         "freed and the kept latent by how far the value lies between the two boundaries."),
+        io.Combo.Input("prefill", options=list(PREFILL), default="original",
+                       tooltip="What pixels above prefill_above start from (room for new content). original: the "
+                       "picture. fill: colour from the surroundings. latent noise: random noise. latent nothing: "
+                       "zeros. Pixels at or below the level (and every map-0 pixel) keep the original exactly."),
+        io.Float.Input("prefill_above", default=0.5, min=0.0, max=1.0, step=0.01,
+                       tooltip="Map level above which prefill applies (on the latent grid)."),
+    ]

@@ -9,9 +9,12 @@ import comfy.samplers
 from . import notes, preview, sampling
 from .core import maps as maps_core
 from .core import pixels
+from .core.errors import InputError
+from .core.prefill import PREFILL
 from .core.validate import as_latent, check_conditioning
 from .naming import CATEGORY, names_errors
-from .inputs import cfg_input, change_map_inputs, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
+from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
+                     seed_input, steps_input)
 
 def _check_sampling_inputs(positive, negative, latent_image):
     check_conditioning(positive, "positive")
@@ -19,10 +22,16 @@ def _check_sampling_inputs(positive, negative, latent_image):
     as_latent(latent_image)
 
 
-def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal") -> sampling.ChangeMapSpec:
+def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal", fractional=False,
+          prefill="original", prefill_above=0.5) -> sampling.ChangeMapSpec:
     maps = maps_core.read_change_map(change_map, invert)
+    if prefill not in PREFILL:
+        raise InputError("prefill", "one of " + ", ".join(map(repr, PREFILL)), repr(prefill))
+    if isinstance(prefill_above, bool) or not isinstance(prefill_above, (int, float)) or not 0.0 <= prefill_above <= 1.0:
+        raise InputError("prefill_above", "a number in [0, 1]", repr(prefill_above))
     return sampling.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
-                                  reference=sampling.Reference(scheduler=scheduler))
+                                  reference=sampling.Reference(scheduler=scheduler), fractional=bool(fractional),
+                                  prefill=prefill, prefill_above=float(prefill_above))
 
 
 def _messages(spec: sampling.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
@@ -52,6 +61,7 @@ class DifferentialKSampler(io.ComfyNode):
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Overall strength: a map value g changes a pixel like denoise = g x this."),
                 *change_map_inputs(),
+                *few_step_and_prefill_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent.")],
         )
@@ -59,9 +69,11 @@ class DifferentialKSampler(io.ComfyNode):
     @classmethod
     @names_errors
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                change_map, mode, invert, strength, softness) -> io.NodeOutput:
+                change_map, mode, invert, strength, softness, fractional=False, prefill="original",
+                prefill_above=0.5) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
-        spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler)
+        spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
+                     prefill, prefill_above)
         messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
         out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                            latent_image, spec, denoise=denoise)
@@ -93,6 +105,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
                 io.Combo.Input("return_with_leftover_noise", options=["disable", "enable"],
                                tooltip="enable: stop with noise left for a later part to continue."),
                 *change_map_inputs(),
+                *few_step_and_prefill_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent (or the partly sampled one with leftover noise).")],
         )
@@ -101,9 +114,10 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
     @names_errors
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
-                softness) -> io.NodeOutput:
+                softness, fractional=False, prefill="original", prefill_above=0.5) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
-        spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler)
+        spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
+                     fractional, prefill, prefill_above)
         messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
         out = sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,
@@ -127,14 +141,17 @@ class ApplyChangeMap(io.ComfyNode):
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
                                tooltip="denoise mode only: the scheduler whose KSampler denoise levels the map values "
                                "mean (the patch cannot see which scheduler the sampler node uses)."),
+                *few_step_and_prefill_inputs(),
             ],
             outputs=[io.Model.Output(tooltip="The patched model.")],
         )
 
     @classmethod
     @names_errors
-    def execute(cls, model, change_map, mode, invert, strength, softness, scheduler) -> io.NodeOutput:
-        spec = _spec("Apply Change Map to Model", change_map, mode, invert, strength, softness, scheduler)
+    def execute(cls, model, change_map, mode, invert, strength, softness, scheduler, fractional=False,
+                prefill="original", prefill_above=0.5) -> io.NodeOutput:
+        spec = _spec("Apply Change Map to Model", change_map, mode, invert, strength, softness, scheduler, fractional,
+                     prefill, prefill_above)
         return io.NodeOutput(sampling.patch_model(model, spec))
 
 
@@ -157,15 +174,27 @@ class CompositeByChangeMap(io.ComfyNode):
                 io.Int.Input("feather", default=0, min=0, max=256,
                              tooltip="Blur radius in pixels for the blend weights (never reaches pixels where the map is 0)."),
                 io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
+                io.Float.Input("difference_threshold", default=0.0, min=0.0, max=2.0, step=0.01,
+                               tooltip="A1111 soft inpainting: pixels the edit changed by at most this (RGB distance, "
+                               "0..1 values) come back as the original exactly; above it the map blend fades in. "
+                               "0 = off (plain map blend)."),
+                io.Float.Input("difference_contrast", default=2.0, min=0.0, max=8.0, step=0.25,
+                               tooltip="A1111: how sharply the blend rises above the threshold (it reaches half at "
+                               "twice the threshold)."),
+                io.Float.Input("mask_influence", default=0.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="A1111: how much the map scales the threshold (1: low map values snap back "
+                               "sooner, map 1 never snaps back)."),
             ],
             outputs=[io.Image.Output(tooltip="The composite picture.")],
         )
 
     @classmethod
     @names_errors
-    def execute(cls, original, edited, change_map, blend, feather, invert) -> io.NodeOutput:
+    def execute(cls, original, edited, change_map, blend, feather, invert, difference_threshold=0.0,
+                difference_contrast=2.0, mask_influence=0.0) -> io.NodeOutput:
         maps = maps_core.read_change_map(change_map, invert)
-        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather))
+        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather, difference_threshold,
+                                              difference_contrast, mask_influence))
 
 
 NODES = [DifferentialKSampler, DifferentialKSamplerAdvanced, ApplyChangeMap, CompositeByChangeMap]

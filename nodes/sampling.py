@@ -38,6 +38,7 @@ import comfy.samplers
 import comfy.utils
 
 from .core import maps as maps_core
+from .core import prefill as prefill_core
 from .core import schedule
 from .core.errors import InputError
 
@@ -73,6 +74,9 @@ class ChangeMapSpec:
     global_sigmas: torch.Tensor | None = None
     node: str = ""   # the display name of the node that made the spec: errors during sampling name it
     input_name: str = "change_map"
+    fractional: bool = False          # schedule.fractional_start: map values between step boundaries blend
+    prefill: str = "original"         # core.prefill.PREFILL: what pixels above prefill_above start from
+    prefill_above: float = 0.5
 
 
 def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
@@ -158,6 +162,14 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
     raise InputError("mode", f"one of {schedule.MODES}", repr(spec.mode), spec.node)
 
 
+def fraction_thresholds(spec: ChangeMapSpec, sigmas: torch.Tensor, patcher) -> torch.Tensor:
+    """The smallest map value free at each step of the full schedule (for the ``fractional`` option)."""
+    n_steps = int(sigmas.numel()) - 1
+    if spec.mode == "step":
+        return schedule.step_thresholds(n_steps)
+    return schedule.thresholds_by_bisection(lambda g: start_steps(spec, g, sigmas, patcher), n_steps)
+
+
 def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor, noise_mask, device) -> schedule.DifferentialRun:
     """Fit the map to the latent, combine it with a latent noise mask, compute start steps."""
     try:
@@ -170,8 +182,11 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
     g = g.cpu()
     start = start_steps(spec, g, full, patcher)
+    if spec.fractional:
+        start = schedule.fractional_start(g, start, fraction_thresholds(spec, full, patcher))
     run = schedule.DifferentialRun(start=start, strength_map=g, sigmas=full, n_steps=int(full.numel()) - 1,
-                                   softness=float(spec.softness), strength=float(spec.strength))
+                                   softness=float(spec.softness), strength=float(spec.strength),
+                                   fractional=bool(spec.fractional))
     return _run_on(run, device)
 
 
@@ -217,6 +232,21 @@ def _mask_function(run: schedule.DifferentialRun, previous):
     return mask_function
 
 
+def _prefilled(spec: ChangeMapSpec, run: schedule.DifferentialRun, latent_image, patcher, seed):
+    """The latent the sampler starts from and blends kept pixels with (``spec.prefill``; core.prefill)."""
+    if spec.prefill == "original":
+        return latent_image
+    base = patcher.model
+    noise = nothing = None
+    if spec.prefill == "latent noise":
+        gen = torch.Generator().manual_seed((int(seed or 0) + 0x5EED) % (2 ** 63))
+        drawn = torch.randn(latent_image.shape, generator=gen, dtype=torch.float32)
+        noise = base.process_latent_out(drawn.to(latent_image.device)).to(latent_image.dtype)
+    elif spec.prefill == "latent nothing":
+        nothing = base.process_latent_out(torch.zeros_like(latent_image, dtype=torch.float32)).to(latent_image.dtype)
+    return prefill_core.prefill(latent_image, run.strength_map, spec.prefill_above, spec.prefill, noise, nothing)
+
+
 def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, sigmas, denoise_mask=None,
                   callback=None, disable_pbar=False, seed=None, latent_shapes=None):
     guider = executor.class_obj
@@ -228,7 +258,8 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
     # the one host read of a run: this run's levels (already on the CPU for the pack's own nodes)
     local = sigmas.detach().to("cpu", torch.float32).clone()
     host_run = prepare_run(spec, patcher, latent_image.shape, local, denoise_mask, "cpu")
-    if denoise_mask is None and host_run.strength >= 1.0 and not bool((host_run.start > 0).any()):
+    if (denoise_mask is None and spec.prefill == "original" and host_run.strength >= 1.0
+            and not bool((host_run.start > 0).any())):
         # every pixel is free from the first step: this is KSampler's own run (no mask at all), so models
         # that read the mask (inpaint concat, per-token timesteps) are told exactly what KSampler tells them
         return executor(noise, latent_image, sampler, sigmas, None, callback, disable_pbar, seed, latent_shapes=latent_shapes)
@@ -243,10 +274,11 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
     mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
     fully_denoised = float(local[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
+    start_latent = _prefilled(spec, run, latent_image, patcher, seed)
     skip = skippable_steps(host_run, local, sampler) if previous is None else 0
     if skip:
         sampler = _skipping(sampler, skip)
-    out = executor(noise, latent_image, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
+    out = executor(noise, start_latent, sampler, sigmas, full_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
     if fully_denoised:   # never-freed pixels come back bit-exact (a no-op where none is kept: no host read)
         out = torch.where(run.kept.to(out.device), latent_image.to(out.device, out.dtype), out)
     return out

@@ -32,6 +32,23 @@ def input_mask():
     return np.asarray(Image.open(os.path.join(ui2api.INPUT_DIR, "example_mask.png"))) > 127
 
 
+def outside_the_grown_mask(px=8):
+    """Pixels farther than ``px`` (square) from the example mask: Change Map from Edit's map is 0 there
+    (the edit recoloured the masked object; grow 2 + softness 4 + the 3 x 3 median reach 7 px)."""
+    m = input_mask()
+    grown = np.zeros_like(m)
+    for dy in range(-px, px + 1):
+        for dx in range(-px, px + 1):
+            grown |= np.roll(np.roll(m, dy, 0), dx, 1)
+    return ~grown
+
+
+def left_quarter():
+    keep = np.zeros((SIZE, SIZE), bool)
+    keep[:, :SIZE // 4] = True    # the linear gradient with offset 0.25 is 0 up to a quarter of the width
+    return keep
+
+
 def change(path):
     """Per-pixel largest |RGB difference| (0..255) of a saved picture from the uploaded scene."""
     original = np.asarray(Image.open(os.path.join(ui2api.INPUT_DIR, "example_scene.png")).convert("RGB")).astype(int)
@@ -46,6 +63,8 @@ KEPT = {
     "sdxl_base_refiner_split": lambda: corners(8),
     "flow_model_sd3": lambda: corners(4),
     "depth_change_map": input_mask,
+    "edit_change_map": outside_the_grown_mask,
+    "few_step_fractional": left_quarter,
 }
 
 
@@ -90,10 +109,23 @@ def saved_images(server, prompt, history):
     return out
 
 
-def test_the_workflows_are_the_seven_use_cases():
+def test_the_workflows_are_the_nine_use_cases():
     assert sorted(ui2api.workflow_files()) == sorted(ui2api.workflow_path(n) for n in NAMES)
     assert set(NAMES) == {"soft_inpainting_gradient", "diffedit_mask_edit", "diffedit_semantic_differential",
-                          "strength_fan", "depth_change_map", "sdxl_base_refiner_split", "flow_model_sd3"}
+                          "strength_fan", "depth_change_map", "sdxl_base_refiner_split", "flow_model_sd3",
+                          "edit_change_map", "few_step_fractional"}
+
+
+def test_edit_change_map_workflow_keeps_only_what_the_editor_changed(server, runs):
+    """The editor's output differs everywhere (a global colour shift and noise); the saved picture only
+    where the editor recoloured the object."""
+    prompt, history, _ = runs("edit_change_map")
+    edited = np.asarray(Image.open(os.path.join(ui2api.INPUT_DIR, "example_edited.png")).convert("RGB")).astype(int)
+    scene = np.asarray(Image.open(os.path.join(ui2api.INPUT_DIR, "example_scene.png")).convert("RGB")).astype(int)
+    keep = outside_the_grown_mask()
+    assert np.abs(edited - scene).max(axis=-1)[keep].mean() > 2     # the editor changed the kept region too
+    for _, path in saved_images(server, prompt, history):
+        assert change(path)[keep].max() <= 1
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,6 +17,7 @@ from dde_world.ui2api import TITLES  # noqa: E402
 OUT = os.path.join(PACK, "workflows")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 SCENE, DEPTH, MASK = "example_scene.png", "example_depth.png", "example_mask.png"
+EDITED = "example_edited.png"
 NEG = "blurry, low quality, distorted"
 
 
@@ -52,7 +53,8 @@ def base_links(enc_vae="ckpt"):
 def tail(sampler, map_key, map_out, x, prefix, vae="ckpt", blend="map", feather=0, y=0):
     nodes = [
         N("dec", "VAEDecode", [x, y + 0], [200, 50]),
-        N("comp", "DDE_CompositeByChangeMap", [x, y + 100], [300, 170], blend=blend, feather=feather, invert=False),
+        N("comp", "DDE_CompositeByChangeMap", [x, y + 100], [300, 260], blend=blend, feather=feather, invert=False,
+          difference_threshold=0.0, difference_contrast=2.0, mask_influence=0.0),
         N("save", "SaveImage", [x + 360, y + 0], [360, 400], filename_prefix=prefix),
     ]
     links = [[sampler, 0, "dec", "samples"], [vae, "VAE", "dec", "vae"], ["img", "IMAGE", "comp", "original"],
@@ -61,10 +63,11 @@ def tail(sampler, map_key, map_out, x, prefix, vae="ckpt", blend="map", feather=
     return nodes, links
 
 
-def dks(key, pos, mode="step", steps=25, cfg=7.0, sampler="euler", scheduler="normal", title=None):
-    return N(key, "DDE_DifferentialKSampler", pos, [320, 420], title=title, seed=42, **{"seed:control": "fixed"},
-             steps=steps, cfg=cfg, sampler_name=sampler, scheduler=scheduler, denoise=1.0, mode=mode, invert=False,
-             strength=1.0, softness=0.0)
+def dks(key, pos, mode="step", steps=25, cfg=7.0, sampler="euler", scheduler="normal", title=None, denoise=1.0,
+        softness=0.0, fractional=False, prefill="original", prefill_above=0.5):
+    return N(key, "DDE_DifferentialKSampler", pos, [320, 500], title=title, seed=42, **{"seed:control": "fixed"},
+             steps=steps, cfg=cfg, sampler_name=sampler, scheduler=scheduler, denoise=denoise, mode=mode, invert=False,
+             strength=1.0, softness=softness, fractional=fractional, prefill=prefill, prefill_above=prefill_above)
 
 
 def sampler_links(key, model="ckpt", pos="pos", neg="neg", latent="enc", change_map=("map", 0)):
@@ -203,11 +206,11 @@ n = [N("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 100], title="Load Checkpo
      N("base_ks", "DDE_DifferentialKSamplerAdvanced", [1180, 0], [330, 520], title="Differential KSampler (base)",
        add_noise="enable", noise_seed=42, **{"noise_seed:control": "fixed"}, cfg=7.0, sampler_name="euler",
        scheduler="normal", start_at_step=0, return_with_leftover_noise="enable", mode="step", invert=False,
-       strength=1.0, softness=0.0),
+       strength=1.0, softness=0.0, fractional=False, prefill="original", prefill_above=0.5),
      N("ref_ks", "DDE_DifferentialKSamplerAdvanced", [1560, 0], [330, 520], title="Differential KSampler (refiner)",
        add_noise="disable", noise_seed=42, **{"noise_seed:control": "fixed"}, cfg=7.0, sampler_name="euler",
        scheduler="normal", end_at_step=10000, return_with_leftover_noise="disable", mode="step", invert=False,
-       strength=1.0, softness=0.0)]
+       strength=1.0, softness=0.0, fractional=False, prefill="original", prefill_above=0.5)]
 l = [["ckpt", "CLIP", "pos", "clip"], ["ckpt", "CLIP", "neg", "clip"], ["refiner", "CLIP", "rpos", "clip"],
      ["refiner", "CLIP", "rneg", "clip"], ["img", "IMAGE", "enc", "pixels"], ["ckpt", "VAE", "enc", "vae"],
      ["img", "IMAGE", "map", "reference"], ["map", 0, "reroute", ""]]
@@ -249,6 +252,51 @@ n.append(note("note", [0, 540], "Flow models (SD3 / SD3.5, Flux): Differential K
     "cfg to 1.", (440, 320)))
 WORKFLOWS["flow_model_sd3"] = {"nodes": n, "links": l}
 
+# 8 -- keep everything a mask-free editor did not mean to change
+n = base_nodes("a shiny golden ball on a grassy field, detailed photo")
+n += [N("after", "LoadImage", [0, 540], [320, 340], title="Load the editor's output (after)", image=EDITED),
+      N("cm", "DDE_ChangeMapFromEdit", [800, 0], [320, 560], color_match="affine", noise_floor=6.0, full_change=15.0,
+        grow=2, softness=4),
+      N("keep", "DDE_CompositeByChangeMap", [800, 620], [300, 260], title="Keep the rest pixel-exact", blend="map",
+        feather=0, invert=False, difference_threshold=0.0, difference_contrast=2.0, mask_influence=0.0),
+      dks("ks", [1180, 0], steps=20, denoise=0.4, softness=0.2, title="Blend the seam (Differential KSampler)")]
+l = [["ckpt", "CLIP", "pos", "clip"], ["ckpt", "CLIP", "neg", "clip"], ["ckpt", "VAE", "enc", "vae"],
+     ["img", "IMAGE", "cm", "before"], ["after", "IMAGE", "cm", "after"],
+     ["img", "IMAGE", "keep", "original"], ["after", "IMAGE", "keep", "edited"], ["cm", 0, "keep", "change_map"],
+     ["keep", "IMAGE", "enc", "pixels"]] + sampler_links("ks", change_map=("cm", 0))
+t = tail("ks", "cm", 0, 1560, "differential_edit/edit_change_map")
+t[0][1]["widgets"].update(difference_threshold=0.05)
+n += t[0]; l += t[1]
+n.append(note("note", [0, 920], "Keep everything an instruction editor (FLUX Kontext, Qwen-Image-Edit, "
+    "InstructPix2Pix, any img2img) did not mean to change.\n\n"
+    "1. Load the picture before the edit and the editor's output.\n"
+    "2. Change Map from Edit matches the editor's global colour shift, then marks what changed (CIELAB "
+    "difference between noise_floor and full_change), grown by 'grow' and softened by 'softness' pixels.\n"
+    "3. 'Keep the rest pixel-exact' takes the edit only inside the map.\n"
+    "4. The Differential KSampler re-samples the edited region lightly (denoise 0.4) to blend the seam; the last "
+    "composite puts the original back outside the map, and with difference_threshold 0.05 snaps pixels the "
+    "re-sampling barely changed back to the original too (A1111 soft inpainting).\n\n"
+    "Without a checkpoint: connect 'Keep the rest pixel-exact' straight to Save Image.", (440, 300)))
+WORKFLOWS["edit_change_map"] = {"nodes": n, "links": l}
+
+# 9 -- continuous strength on a few-step model
+n = base_nodes("a sunset sky in warm orange light over a grassy field, detailed photo")
+n += [N("map", "DDE_LinearGradientMap", [800, 0], [320, 560], width=512, height=512, batch_size=1, angle=0.0,
+        offset=0.25, curve="linear", gamma=1.0, invert=False),
+      dks("ks", [1180, 0], steps=4, cfg=1.0, scheduler="sgm_uniform", fractional=True,
+          title="Differential KSampler (4 steps, fractional)")]
+l = base_links() + [["img", "IMAGE", "map", "reference"]] + sampler_links("ks")
+t = tail("ks", "map", 0, 1560, "differential_edit/few_step_fractional")
+n += t[0]; l += t[1]
+n.append(note("note", [0, 540], "Continuous strength on few-step models (SDXL Lightning / Turbo, LCM, FLUX schnell).\n\n"
+    "With N steps a change map has only N shades: a value between two step boundaries rounds down, so a "
+    "gradient turns into N bands. 'fractional' gives such a value its fraction: the step before its start "
+    "step blends the freed and the kept latent by how far the value lies between the two boundaries, and "
+    "4 steps render a smooth gradient. At exact boundaries the result is the same as without; map 0 stays "
+    "pixel-exact.\n\n"
+    "Pick a few-step checkpoint and its sampler settings (here euler / sgm_uniform, 4 steps, cfg 1).", (440, 260)))
+WORKFLOWS["few_step_fractional"] = {"nodes": n, "links": l}
+
 
 THUMBNAIL = 512
 
@@ -272,6 +320,8 @@ if __name__ == "__main__" and sys.argv[1:] == ["--thumbnails"]:
 elif __name__ == "__main__":
     with ComfyServer(find_comfyui()) as server, B.open_frontend(server.url) as br:
         for name, spec in WORKFLOWS.items():
+            if sys.argv[1:] and name not in sys.argv[1:]:   # build only the named ones
+                continue
             wf = B.build_graph(br, spec)
             br.eval("() => { app.canvas.ds.scale = 0.75; app.canvas.ds.offset = [40, 40]; }")
             wf = B.frontend_prompt(br)["workflow"]   # what the frontend exports (with extra.frontendVersion)

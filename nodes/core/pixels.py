@@ -31,8 +31,37 @@ def feather_weights(weights: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where(weights > 0, blurred, torch.zeros_like(blurred))
 
 
-def composite(original, edited, maps: torch.Tensor, blend: str, feather: int) -> torch.Tensor:
-    """``original * (1 - w) + edited * w`` with ``w`` from the map; ``w == 0`` gives the original bit-exactly."""
+def adaptive_weights(difference: torch.Tensor, maps: torch.Tensor, threshold: float, contrast: float,
+                     influence: float) -> torch.Tensor:
+    """A1111 soft inpainting's adaptive composite, per pixel, in 0..1 (0 = the original exactly).
+
+    A1111 (``apply_adaptive_masks``): ``s = 0.5 (1 - influence) + (1 - m^(scale/2)) influence``
+    with its default ``mask_blend_scale`` 0.5 (so ``m^0.25``); ``T = threshold * s / (1 - s)``
+    (the difference where the original's opacity halves); ``w = 1 - smootherstep(1 / (1 + (d /
+    T)^contrast))``. Here the same curve starts *at* ``T``: ``w = 0`` for ``d <= T`` (the original
+    exactly) and ``w = 1 - smootherstep(1 / (1 + ((d - T) / T)^contrast))`` above, so ``w`` is
+    continuous at ``T``, is 0.5 at ``2 T`` and tends to 1. ``influence`` 0: ``T = threshold``
+    everywhere; 1: ``T`` grows where the map is low (kept regions snap back sooner) and is 0
+    where the map is 1. ``d``: the per-pixel edit difference (Euclidean over the channels).
+    """
+    s = 0.5 * (1.0 - influence) + (1.0 - maps.clamp(0.0, 1.0) ** 0.25) * influence
+    t = threshold * s / (1.0 - s).clamp_min(1e-5)
+    excess = (difference - t).clamp_min(0.0) / t.clamp_min(1e-12)
+    x = 1.0 / (1.0 + excess ** contrast)
+    w = 1.0 - x * x * x * (x * (6.0 * x - 15.0) + 10.0)
+    return torch.where(difference > t, w, torch.zeros_like(w))
+
+
+def composite(original, edited, maps: torch.Tensor, blend: str, feather: int,
+              difference_threshold: float = 0.0, difference_contrast: float = 2.0,
+              mask_influence: float = 0.0) -> torch.Tensor:
+    """``original * (1 - w) + edited * w`` with ``w`` from the map; ``w == 0`` gives the original bit-exactly.
+
+    ``difference_threshold`` > 0 multiplies ``w`` by :func:`adaptive_weights` of the per-pixel
+    edit difference ``|edited - original|`` (Euclidean over the channels, 0..1 values): pixels
+    the edit changed by at most the threshold come back as the original exactly. At 0 (default)
+    the composite is the plain map blend.
+    """
     orig = as_images(original, "original")
     edit = as_images(edited, "edited")
     if orig.shape[1:] != edit.shape[1:]:
@@ -41,11 +70,20 @@ def composite(original, edited, maps: torch.Tensor, blend: str, feather: int) ->
     batch = max(orig.shape[0], edit.shape[0])
     orig = match_batch(orig, batch, "original", "other image's batch")
     edit = match_batch(edit, batch, "edited", "other image's batch")
-    weights = match_batch(resize_maps(maps, orig.shape[1:3]), batch, "change_map", "image batch")
+    weights = raw = match_batch(resize_maps(maps, orig.shape[1:3]), batch, "change_map", "image batch")
     if blend == "changed":
         weights = (weights > 0).to(weights.dtype)
     elif blend != "map":
         raise InputError("blend", "'map' or 'changed'", repr(blend))
-    w = feather_weights(weights, feather).unsqueeze(-1)
+    w = feather_weights(weights, feather)
+    for value, name, hi in ((difference_threshold, "difference_threshold", None),
+                            (difference_contrast, "difference_contrast", None), (mask_influence, "mask_influence", 1.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or (hi and value > hi):
+            raise InputError(name, f"a number in [0, {hi or 'inf'}]", repr(value))
+    if difference_threshold > 0:
+        d = torch.linalg.vector_norm(edit - orig, dim=-1)
+        w = w * adaptive_weights(d, raw, float(difference_threshold), float(difference_contrast),
+                                 float(mask_influence))
+    w = w.unsqueeze(-1)
     out = orig * (1.0 - w) + edit * w
     return torch.where(w > 0, out, orig)

@@ -16,6 +16,13 @@ three threshold modes differ only in how ``k(g)`` is computed:
     where ``KSampler`` with ``denoise = g`` (same sampler, scheduler, steps) starts. A grey means
     the same thing as img2img strength on every model family.
 
+``fractional`` (an option on top of any mode): the start step becomes a real number ``c = k - f``
+where ``f`` is how far ``g`` lies from the lower towards the upper boundary of its step (``theta_k``
+and ``theta_{k-1}``, the smallest map values free at steps ``k`` and ``k - 1``; ``theta_N = 0``).
+The step before ``k`` then runs with mask ``f`` (a blend of the freed and the kept latent), so
+few-step models render a grey between two step boundaries as a grey. At exact boundaries ``f = 0``
+and the result is the mode's own; ``g = 0`` is still never freed.
+
 In every mode a pixel with ``g == 0`` is never freed (the built-in node frees it at the last
 step), and once freed a pixel stays free. Start steps are computed once per run; the per-step
 mask is a comparison on the device with no host round trip.
@@ -267,6 +274,52 @@ def _free_counts_lazy(uniq: list, targets: list, sigma_start) -> torch.Tensor:
                 hi = mid
         bounds.append(lo)
     return torch.tensor(bounds, dtype=torch.int64)
+def step_thresholds(n_steps: int) -> torch.Tensor:
+    """``step`` mode's boundaries: the smallest map value free at step ``i`` is ``(N - i) / N``."""
+    return (n_steps - torch.arange(n_steps, dtype=torch.float64)) / max(n_steps, 1)
+
+
+def thresholds_by_bisection(start_fn: Callable[[torch.Tensor], torch.Tensor], n_steps: int,
+                            iterations: int = 30, floor: float = 2.0 ** -10) -> torch.Tensor:
+    """The smallest map value free at each step, for any monotone ``start_fn(g) -> start steps``.
+
+    All ``N`` boundaries are bisected together (``iterations`` calls of ``start_fn`` on ``N``
+    values, float64) between ``floor`` and 1: a step that ``g = floor`` already reaches gets
+    ``floor`` (``denoise`` mode would otherwise ask for schedules of ``N / g`` steps as ``g -> 0``),
+    a step that even ``g = 1`` does not reach gets ``inf``.
+    """
+    idx = torch.arange(n_steps, dtype=torch.float64)
+    lo = torch.full((n_steps,), float(floor), dtype=torch.float64)
+    hi = torch.ones(n_steps, dtype=torch.float64)
+    reachable = start_fn(hi.clone()).to(torch.float64).cpu() <= idx
+    hi = torch.where(start_fn(lo.clone()).to(torch.float64).cpu() <= idx, lo, hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        free = start_fn(mid).to(torch.float64).cpu() <= idx
+        hi = torch.where(free, mid, hi)
+        lo = torch.where(free, lo, mid)
+    return torch.where(reachable, hi, torch.full_like(hi, math.inf))
+
+
+def fractional_start(g: torch.Tensor, start: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Real start positions ``c = k - f`` (``fractional`` option; see the module docstring).
+
+    ``start``: the mode's integer start steps ``k`` (``inf`` = never); ``thresholds``: ``theta_0..
+    theta_{N-1}`` (non-increasing, ``inf`` = unreachable). ``f = clamp((g - theta_k) / (theta_{k-1}
+    - theta_k), 0, 1)`` with ``theta_N = 0``, so a never-freed pixel with ``g > 0`` gets ``c = N - f``
+    (its last step blended by ``f``). ``k = 0`` stays 0, ``g == 0`` stays never. float32.
+    """
+    n = int(thresholds.numel())
+    theta = torch.cat([thresholds.to(torch.float64).flatten().cpu(), torch.zeros(1, dtype=torch.float64)])
+    gd = g.to(torch.float64).cpu()
+    k = torch.where(torch.isfinite(start.cpu()), start.cpu().to(torch.float64), torch.full_like(gd, float(n)))
+    k = k.clamp(0, n).to(torch.int64)
+    low = theta[k]
+    high = theta[(k - 1).clamp(min=0)]
+    frac = torch.nan_to_num(((gd - low) / (high - low)).clamp(0.0, 1.0), nan=0.0)
+    c = torch.where(k == 0, torch.zeros_like(gd), k.to(torch.float64) - frac)
+    c = torch.where(gd <= 0, torch.full_like(gd, NEVER), c)
+    return c.to(torch.float32).to(start.device)
 
 
 def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -284,17 +337,22 @@ def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 
 
 def step_mask(start: torch.Tensor, strength_map: torch.Tensor, index: torch.Tensor, n_steps: int,
-              softness: float = 0.0, strength: float = 1.0) -> torch.Tensor:
+              softness: float = 0.0, strength: float = 1.0, fractional: bool = False) -> torch.Tensor:
     """The blending mask at step ``index``: 1 = sample freely, 0 = keep the (noised) original.
 
     ``start`` and ``strength_map`` are ``(B,1,...)``; ``index`` has one entry per batch row (or
     one for all). ``softness`` > 0 fades a pixel in over ``softness * N`` steps before its start
     step instead of switching at once. ``strength`` < 1 mixes in the raw map like the built-in
-    node's ``strength``: ``strength * mask + (1 - strength) * map``. Never-freed pixels (map 0)
+    node's ``strength``: ``strength * mask + (1 - strength) * map``. ``fractional``: ``start``
+    holds real start positions (:func:`fractional_start`) and the mask is
+    ``clamp(1 - (start - index) / max(softness N, 1), 0, 1)``. Never-freed pixels (map 0)
     stay 0 in every case.
     """
     idx = index.reshape(-1, *([1] * (start.ndim - 1))).to(start.dtype)
-    if softness > 0:
+    if fractional:
+        width = max(float(softness) * n_steps, 1.0)
+        mask = torch.nan_to_num(torch.clamp(1.0 - (start - idx) / width, 0.0, 1.0), nan=0.0)
+    elif softness > 0:
         width = max(float(softness) * n_steps, 1e-6)
         mask = torch.clamp(1.0 - (start - idx) / width, 0.0, 1.0)
         mask = torch.nan_to_num(mask, nan=0.0)
@@ -325,12 +383,14 @@ class DifferentialRun:
     n_steps: int
     softness: float = 0.0
     strength: float = 1.0
+    fractional: bool = False   # ``start`` holds real start positions (fractional_start)
 
     def index(self, sigma: torch.Tensor) -> torch.Tensor:
         return step_index(sigma, self.sigmas)
 
     def mask(self, sigma: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        m = step_mask(self.start, self.strength_map, self.index(sigma), self.n_steps, self.softness, self.strength)
+        m = step_mask(self.start, self.strength_map, self.index(sigma), self.n_steps, self.softness, self.strength,
+                      self.fractional)
         return m if dtype is None else m.to(dtype)
 
     @property

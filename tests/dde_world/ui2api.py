@@ -209,6 +209,8 @@ TITLES = {
     "depth_change_map": "Background change by depth",
     "sdxl_base_refiner_split": "SDXL base and refiner split",
     "flow_model_sd3": "SD3 flow model, denoise mode",
+    "edit_change_map": "Keep what an editor left alone",
+    "few_step_fractional": "Few-step model, smooth strengths",
 }
 
 

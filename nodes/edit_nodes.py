@@ -1,0 +1,56 @@
+"""Nodes for mask-free editors: a change map from a before/after picture pair."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import preview
+from .core import edits
+from .naming import CATEGORY, display_name, names_errors
+
+
+class ChangeMapFromEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DDE_ChangeMapFromEdit",
+            display_name="Change Map from Edit",
+            category=CATEGORY + "/maps",
+            description="What a mask-free editor (instruction editor, img2img) changed: a perceptual (CIELAB) "
+                        "difference of the picture before and after, after matching the editor's global colour "
+                        "shift. Feed it to Composite Original by Change Map to keep everything else pixel-exact, or "
+                        "to a Differential KSampler to re-sample the edited region with a soft border.",
+            inputs=[
+                io.Image.Input("before", tooltip="The picture before the edit (the map has its size)."),
+                io.Image.Input("after", tooltip="The edited picture (resized to 'before' if its size differs)."),
+                io.Combo.Input("color_match", options=list(edits.MATCH), default="affine",
+                               tooltip="Undo the editor's global colour/brightness shift first, fitted on the pixels "
+                               "it did not change. affine: per-channel gain and offset (least squares). mean/std: "
+                               "per-channel mean and spread. none: compare as they are."),
+                io.Float.Input("noise_floor", default=6.0, min=0.0, max=100.0, step=0.5,
+                               tooltip="CIELAB difference (dE76, after a 3x3 median) at or below which a pixel counts "
+                               "as unchanged (map 0). About 1 is just noticeable; raise for noisy or compressed "
+                               "pictures."),
+                io.Float.Input("full_change", default=15.0, min=0.0, max=200.0, step=0.5,
+                               tooltip="Difference at or above which the map is 1 (at least noise_floor; equal: a hard "
+                               "cut)."),
+                io.Int.Input("grow", default=0, min=-256, max=256,
+                             tooltip="Pixels to grow (positive) or shrink (negative) the changed region by."),
+                io.Int.Input("softness", default=0, min=0, max=256,
+                             tooltip="Blur radius in pixels of the soft map's border (the binary mask stays sharp). "
+                             "Nothing farther than this from a change becomes non-zero."),
+            ],
+            outputs=[
+                io.Mask.Output(display_name="change_map", tooltip="Soft change map (white = changed)."),
+                io.Mask.Output(display_name="mask", tooltip="Binary mask: soft value before blurring >= 0.5."),
+            ],
+        )
+
+    @classmethod
+    @names_errors
+    def execute(cls, before, after, color_match, noise_floor, full_change, grow, softness) -> io.NodeOutput:
+        soft, mask = edits.change_map_from_edit(before, after, color_match, noise_floor, full_change, grow, softness)
+        return io.NodeOutput(soft, mask, ui=preview.overlay_ui(soft, base=before, label=display_name(cls), kind="map"))
+
+
+NODES = [ChangeMapFromEdit]
