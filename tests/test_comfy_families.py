@@ -25,16 +25,6 @@ CASES = [(n, 1) for n in F.NAMES] + [("wan21", 2), ("ltxv", 2)]
 IDS = [f"{n}" if t == 1 else f"{n}-T{t}" for n, t in CASES]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny, and on a shared 2-core CPU torch's thread pool makes every op
-    wait on the scheduler (measured: a 2-step SD1.5 KSampler 0.05 s with 1 thread vs 4 s with 2, under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def fam(comfy):
     """Tiny family models, built once per session (``F.build`` caches)."""
@@ -242,9 +232,8 @@ def test_diffedit_mask_and_edit(comfy, fam, name, frames):
     f = fam(name, frames)
     b, t = f.latent.shape[0], (f.latent.shape[2] if f.latent.ndim == 5 else 1)
     h, w = f.latent.shape[-2:]
-    heat, mask, shown = comfy.node("DDE_DiffEditMask").execute(
-        f.model, f.positive, {"samples": f.latent}, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0, f.negative,
-        None, None)
+    heat, mask, shown, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive,
+                                          latent={"samples": f.latent}, n=2, reference=f.negative)
     assert heat.shape == mask.shape == (b * t, 8 * h, 8 * w) and shown.shape == (b * t, 8 * h, 8 * w, 3)
     assert torch.isfinite(heat).all() and set(torch.unique(mask).tolist()) <= {0.0, 1.0}
     edit_mask = _half(f)
@@ -293,8 +282,8 @@ def test_qwen_image_takes_the_4d_latent_of_empty_sd3_latent_image(comfy, fam, va
     empty = nodes.NODE_CLASS_MAPPINGS["EmptySD3LatentImage"]().execute(64, 64, 1)
     empty = empty[0] if isinstance(empty, tuple) else empty.result[0]
     assert empty["samples"].shape == (1, 16, 8, 8)
-    heat, mask, _ = comfy.node("DDE_DiffEditMask").execute(f.model, f.positive, empty, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0,
-                                                           0.8, 0.0, 0, 0, f.negative, None, None)
+    heat, mask, _, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive, latent=empty, n=2,
+                                      reference=f.negative)
     assert heat.shape == mask.shape == (1, 64, 64) and torch.isfinite(heat).all()
     out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, empty, _half(f), STEPS, 0.8, 1.0, "normal", 0, False,
                                                  f.negative, None)[0]["samples"]

@@ -14,13 +14,10 @@ def learned(comfy):
     pytest.importorskip("sklearn", reason="scikit-learn (test dependency, installed by .ci/run)")
     from dde_world import digits, digits_edits
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # a tiny model in small batches: more threads only cost time (much more on a shared CPU)
     x, y, splits = digits.dataset()
     idx = splits["test"][:N]
     pictures, source = x[idx], y[idx]
     yield digits, digits_edits, digits_edits.Edits(comfy), pictures, source, digits_edits.targets(source)
-    torch.set_num_threads(threads)
 
 
 def test_training_is_deterministic_for_a_seed(learned):
