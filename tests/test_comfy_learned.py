@@ -70,3 +70,21 @@ def test_differential_map_zero_pixels_exact_and_step_mode_follows_a_gradient(com
     cam = E.cam(pictures, out, full, gradient)
     print(f"CAM of step mode on a gradient ({N} digits): {cam:.3f}")
     assert cam >= 0.9
+
+
+def test_digit_test_nodes_compose_with_the_pack(comfy, learned):
+    from dde_world import testnodes
+
+    digits, E = learned[0], learned[1]
+    image, label = testnodes.DigitPicture.execute(3).args
+    x, y, splits = digits.dataset()
+    assert torch.equal(image[0, ..., 0], x[int(splits["test"][3])]) and label == int(y[int(splits["test"][3])])
+    latent = testnodes.DigitsEncode.execute(image).args[0]
+    assert torch.equal(testnodes.DigitsDecode.execute(latent).args[0], image)
+    model = testnodes.DigitsModel.execute().args[0]
+    target = (label + 1) % 10
+    heat, mask, _, area = comfy.node("DDE_DiffEditMask").execute(
+        model, testnodes.DigitCondition.execute(target).args[0], latent, 0.5, 10, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0,
+        testnodes.DigitCondition.execute(label).args[0], None, image)
+    assert mask.shape == (1, 16, 16) and 0.0 < area < 1.0
+    assert torch.equal(testnodes.DigitCondition.execute(-1).args[0][0][0], torch.zeros(1, 1, 10))

@@ -153,7 +153,80 @@ class LatentReport(io.ComfyNode):
         return io.NodeOutput(ui={"dde_report": [json.dumps(report)]})
 
 
-NODES = [AnalyticModel, AnalyticCondition, AnalyticLatent, AnalyticVAELoader, AnalyticDecode, MakeTensor, LatentReport]
+class DigitsModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_DigitsModel", display_name="Digits Model (learned)", category=CAT,
+                         description="The class-conditional eps model trained on scikit-learn's digits (trained on first "
+                                     "use, then cached in ~/.cache/dde).",
+                         inputs=[], outputs=[io.Model.Output()])
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        from . import digits
+
+        return io.NodeOutput(digits.make_model())
+
+
+class DigitCondition(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_DigitCondition", display_name="Digit Class Conditioning", category=CAT,
+                         inputs=[io.Int.Input("digit", default=0, min=-1, max=9,
+                                              tooltip="The class 0..9; -1 = the null class (unconditional).")],
+                         outputs=[io.Conditioning.Output()])
+
+    @classmethod
+    def execute(cls, digit) -> io.NodeOutput:
+        from . import digits
+
+        return io.NodeOutput(digits.conditioning(None if digit < 0 else digit))
+
+
+class DigitPicture(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_DigitPicture", display_name="Held-out Digit Picture", category=CAT,
+                         inputs=[io.Int.Input("index", default=0, min=0, max=359, tooltip="Index into the held-out split.")],
+                         outputs=[io.Image.Output(display_name="image"), io.Int.Output(display_name="digit")])
+
+    @classmethod
+    def execute(cls, index) -> io.NodeOutput:
+        from . import digits
+
+        x, y, splits = digits.dataset()
+        i = splits["test"][index]
+        return io.NodeOutput(digits.to_image(x[int(i)].unsqueeze(0)), int(y[int(i)]))
+
+
+class DigitsEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_DigitsEncode", display_name="Digits Encode", category=CAT,
+                         inputs=[io.Image.Input("image", tooltip="16 x 16 pictures.")], outputs=[io.Latent.Output()])
+
+    @classmethod
+    def execute(cls, image) -> io.NodeOutput:
+        from . import digits
+
+        return io.NodeOutput({"samples": digits.encode(image)})
+
+
+class DigitsDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DDETest_DigitsDecode", display_name="Digits Decode", category=CAT,
+                         inputs=[io.Latent.Input("samples", tooltip="A 4 x 8 x 8 digits latent.")], outputs=[io.Image.Output()])
+
+    @classmethod
+    def execute(cls, samples) -> io.NodeOutput:
+        from . import digits
+
+        return io.NodeOutput(digits.decode(samples["samples"]))
+
+
+NODES = [AnalyticModel, AnalyticCondition, AnalyticLatent, AnalyticVAELoader, AnalyticDecode, MakeTensor, LatentReport,
+         DigitsModel, DigitCondition, DigitPicture, DigitsEncode, DigitsDecode]
 
 
 class TestWorldExtension(ComfyExtension):
