@@ -14,6 +14,7 @@ import torch
 
 from . import sampling
 from .core import notes
+from .core.schedule import free_steps
 
 LOG = logging.getLogger("differential_edit")
 
@@ -72,8 +73,6 @@ def same_conditioning(a, b) -> bool:
 
 def levels_of(run) -> notes.Levels:
     """How many strengths a planned run (``sampling.plan``) renders."""
-    from .core.schedule import free_steps
-
     return notes.render_levels(run.strength_map, free_steps(run.start, run.n_steps), run.n_steps)
 
 

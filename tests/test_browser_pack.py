@@ -88,6 +88,11 @@ def test_workflow_loads_with_every_node_known(page, object_info, name):
     assert [t for t in result["broken"] if t not in B.FRONTEND_ONLY] == []
     # the frontend's own conversion to an API prompt is the one the server tests run
     assert B.frontend_prompt(page)["output"] == ui2api.convert(workflow, object_info)
+    # a loaded map node whose reference is connected shows width/height/batch_size greyed out (ignored)
+    sized = page.eval("""() => app.graph._nodes.filter(n => n.inputs?.find(i => i.name === 'reference')?.link != null
+        && n.widgets?.some(w => w.name === 'width')).map(n => n.widgets.filter(w => w.disabled).map(w => w.name))""")
+    assert sized == ([["width", "height", "batch_size"]] if name in ("soft_inpainting_gradient", "sdxl_base_refiner_split")
+                     else [])
 
 
 def test_ui2api_agrees_with_the_frontend_on_bypass_mute_reroute_primitives_and_linked_widgets(page, object_info):

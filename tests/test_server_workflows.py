@@ -206,7 +206,7 @@ def test_help_pages_exist_for_every_pack_node(server, object_info):
     nodes = {k: v["display_name"] for k, v in object_info.items() if v.get("python_module") == f"custom_nodes.{PACK_LINK}"}
     assert len(nodes) >= 20
     for node_id, display in nodes.items():
-        text = server.get(f"/extensions/{PACK_LINK}/docs/{node_id}/en.md")   # what the frontend asks first.decode("utf-8")
+        text = server.get(f"/extensions/{PACK_LINK}/docs/{node_id}/en.md").decode("utf-8")   # the frontend asks this first
         assert text.startswith(f"# {display}\n"), f"{node_id}.md must start with '# {display}'"
         assert "## Inputs" in text and "## Output" in text, node_id
 

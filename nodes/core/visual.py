@@ -125,7 +125,7 @@ def _text_strip(width: int, height: int, items: list[tuple[float, str, str]], fo
 
 
 def _fit_font(text_items: list[str], width: int, size: int):
-    """The largest font up to ``size`` in which the texts, side by side, fit ``width``."""
+    """The largest font up to ``size`` (down to 6) in which the texts, side by side, fit ``width``."""
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     while True:
         font = _font(size)
@@ -152,7 +152,7 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
             big[::scale, :, :] = big[::scale, :, :] * 0.6 + 0.4 * 0.5
             big[:, ::scale, :] = big[:, ::scale, :] * 0.6 + 0.4 * 0.5
         panels.append(big)
-    ph, pw = panels[0].shape[0], panels[0].shape[1]
+    pw = panels[0].shape[1]
     gap_w = max(4, scale // 2)
     firsts = start[torch.isfinite(start)]
     first = int(firsts.min()) if firsts.numel() else None
@@ -172,11 +172,10 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
     ramp = torch.cat([ramp, torch.tensor(NEVER_COLOUR).expand(never_w, 3)])
     grey = torch.linspace(0, 1, pw).unsqueeze(-1).expand(pw, 3)
     last = f"{max(n_steps - 1, 0)}"
-    lfont = font
     legends = []
     for colours, texts, f in ((ramp, [(0.0, "l", "step 0"), ((pw - never_w - 6) / pw, "r", last),
-                                      ((pw - never_w / 2) / pw, "m", "never")], lfont),
-                              (grey, [(0.0, "l", "0 (kept)"), (1.0, "r", "1 (full)")], lfont)):
+                                      ((pw - never_w / 2) / pw, "m", "never")], font),
+                              (grey, [(0.0, "l", "0 (kept)"), (1.0, "r", "1 (full)")], font)):
         bar_px = (colours.unsqueeze(0).expand(bar, pw, 3).numpy() * 255 + 0.5).astype(np.uint8)
         legends.append(np.concatenate([bar_px, _text_strip(pw, strip, texts, f)]))
     columns = []
