@@ -21,9 +21,12 @@ SDXL (1024x1024) layouts, 30 steps. ``--quick`` fits a 6-minute device window.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import common
+
+print = functools.partial(print, flush=True)   # noqa: A001  progress shows when the output goes to a file
 
 
 def planning(env, quick: bool, reference: bool):
@@ -63,16 +66,24 @@ def planning(env, quick: bool, reference: bool):
                 b = common.median(times["before"]) * 1000
                 extra = f"   {b:>14.1f}ms {b / row[-1]:>22.0f}x"
         print(f"  {steps:>5} " + "".join(f"{v:>10.1f}ms" for v in row) + extra)
+    node = env.node("DDE_SchedulePreview")
+    print("  Change Map Schedule Preview node (in-process: plan + picture + PNG), 1024x1024 ramp, 50 steps, median ms")
+    for scheduler in ("normal", "sgm_uniform", "karras"):
+        row = []
+        for mode in ("step", "denoise", "timestep"):
+            times = common.paired({"p": lambda: node.execute(model, cmap, 50, "euler", scheduler, 1.0, mode, False)}, 3)
+            row.append(common.median(times["p"]) * 1000)
+        print(f"  {scheduler:>11} " + "".join(f"{v:>10.1f}ms" for v in row))
 
 
-def _models(device: str):
+def _models(device: str, quick: bool):
     from dde_world.tiny import unet_model
 
     if device == "cuda":
         return [("SD1.5 layout, 512x512", lambda: common.real_layout_unet("sd15"), "sd15", 64, 30),
                 ("SDXL layout, 1024x1024", lambda: common.real_layout_unet("sdxl"), "sdxl", 128, 30)]
     return [("near-free model, 64x64 latent", common.near_free_model, "sd15", 64, 30),
-            ("tiny SD1.5-shaped UNet, 32x32 latent", lambda: unet_model(), "sd15", 32, 20)]
+            ("tiny SD1.5-shaped UNet, 32x32 latent", lambda: unet_model(), "sd15", 32, 10 if quick else 20)]
 
 
 def _unskipped(model):
@@ -219,7 +230,7 @@ def main():
     if not a.skip_planning:
         planning(env, a.quick, a.planning_before)
     last = None
-    for name, make, kind, size, steps in _models(a.device):
+    for name, make, kind, size, steps in _models(a.device, a.quick):
         model, cond, neg, latent = sampling_section(env, name, make, kind, size, steps, repeats)
         last = (model, cond, neg, latent, steps)
     model, cond, neg, latent, steps = last
