@@ -21,42 +21,69 @@ SDXL (1024x1024) layouts, 30 steps. ``--quick`` fits a 6-minute device window.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import common
 
+print = functools.partial(print, flush=True)   # noqa: A001  progress shows when the output goes to a file
 
-def planning(env, quick: bool):
-    import torch
+
+def planning(env, quick: bool, reference: bool):
+    import dataclasses
 
     sampling = env.module("nodes.sampling")
+    maps_core = env.module("nodes.core.maps")
     model = common.near_free_model()
     cmap = common.ramp(1024)
+    shape = (1, 4, 128, 128)
+
+    def fast(spec, steps):
+        return lambda: sampling.plan(model, spec, shape, steps, "euler", "normal")
+
+    def before(spec, steps):   # the same work with ComfyUI's schedule per distinct total (the previous implementation)
+        def run():
+            full = sampling.ksampler_sigmas(model, steps, "euler", "normal", 1.0, device="cpu")
+            ref = dataclasses.replace(spec, global_sigmas=full, reference=sampling.Reference("euler", "normal", 1.0))
+            g = maps_core.maps_for_latent(spec.maps, shape, spec.node, spec.input_name)
+            return sampling.start_steps(ref, g, full, model, closed_form=False)
+        return run
+
     print("\n== planning: sampling.plan(), 1024x1024 diagonal ramp (128x128 latent), euler/normal, median ms")
     steps_list = (8, 30, 150) if quick else (8, 30, 50, 150)
-    print("  steps " + "".join(f"{m:>12}" for m in ("step", "denoise", "timestep")))
+    print("  steps " + "".join(f"{m:>12}" for m in ("step", "denoise", "timestep"))
+          + ("   denoise before (ComfyUI per total)  before/after" if reference else ""))
     for steps in steps_list:
-        row = []
+        row, extra = [], ""
         for mode in ("step", "denoise", "timestep"):
             spec = sampling.ChangeMapSpec(maps=cmap, mode=mode)
-            times = []
-            for _ in range(3 if quick else 7):
-                t = time.perf_counter()
-                sampling.plan(model, spec, (1, 4, 128, 128), steps, "euler", "normal")
-                times.append(time.perf_counter() - t)
-            row.append(common.median(times) * 1000)
-        print(f"  {steps:>5} " + "".join(f"{v:>10.1f}ms" for v in row))
-    del torch
+            variants = {"after": fast(spec, steps)}
+            if reference and mode == "denoise" and steps <= 50:   # 150 steps the old way: minutes
+                variants["before"] = before(spec, steps)
+            times = common.paired(variants, 3 if quick or "before" in variants else 7)
+            row.append(common.median(times["after"]) * 1000)
+            if "before" in variants:
+                b = common.median(times["before"]) * 1000
+                extra = f"   {b:>14.1f}ms {b / row[-1]:>22.0f}x"
+        print(f"  {steps:>5} " + "".join(f"{v:>10.1f}ms" for v in row) + extra)
+    node = env.node("DDE_SchedulePreview")
+    print("  Change Map Schedule Preview node (in-process: plan + picture + PNG), 1024x1024 ramp, 50 steps, median ms")
+    for scheduler in ("normal", "sgm_uniform", "karras"):
+        row = []
+        for mode in ("step", "denoise", "timestep"):
+            times = common.paired({"p": lambda: node.execute(model, cmap, 50, "euler", scheduler, 1.0, mode, False)}, 3)
+            row.append(common.median(times["p"]) * 1000)
+        print(f"  {scheduler:>11} " + "".join(f"{v:>10.1f}ms" for v in row))
 
 
-def _models(device: str):
+def _models(device: str, quick: bool):
     from dde_world.tiny import unet_model
 
     if device == "cuda":
         return [("SD1.5 layout, 512x512", lambda: common.real_layout_unet("sd15"), "sd15", 64, 30),
                 ("SDXL layout, 1024x1024", lambda: common.real_layout_unet("sdxl"), "sdxl", 128, 30)]
     return [("near-free model, 64x64 latent", common.near_free_model, "sd15", 64, 30),
-            ("tiny SD1.5-shaped UNet, 32x32 latent", lambda: unet_model(), "sd15", 32, 20)]
+            ("tiny SD1.5-shaped UNet, 32x32 latent", lambda: unet_model(), "sd15", 32, 10 if quick else 20)]
 
 
 def _unskipped(model):
@@ -188,14 +215,22 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer rounds (fits a 6-minute device window)")
     p.add_argument("--repeats", type=int, default=None, help="paired rounds (default 3 quick, 9 otherwise)")
     p.add_argument("--skip-planning", action="store_true")
+    p.add_argument("--planning-before", action="store_true",
+                   help="also time denoise-mode planning the previous way (ComfyUI's schedule per total; slow)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default); 1 avoids thread hand-off stalls on a busy shared CPU")
     a = p.parse_args()
     env = common.comfy(a.device)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     repeats = a.repeats or (3 if a.quick else 9)
-    print(f"device: {common.device_name()}")
+    print(f"device: {common.device_name()}" + (f", {a.threads} torch thread(s)" if a.threads else ""))
     if not a.skip_planning:
-        planning(env, a.quick)
+        planning(env, a.quick, a.planning_before)
     last = None
-    for name, make, kind, size, steps in _models(a.device):
+    for name, make, kind, size, steps in _models(a.device, a.quick):
         model, cond, neg, latent = sampling_section(env, name, make, kind, size, steps, repeats)
         last = (model, cond, neg, latent, steps)
     model, cond, neg, latent, steps = last

@@ -165,3 +165,37 @@ def test_split_sampling_with_skipping_equals_one_unskipped_pass(comfy, cw, world
         first = run(model, latent, "enable", 0, cut, "enable")
         second = run(model, first, "disable", cut, 10000, "disable")
         assert (second["samples"] - one["samples"]).abs().max().item() <= 1e-5, cut
+
+
+def _scalar_reads(fn) -> int:
+    """How many tensor -> Python scalar reads (``.item()``, ``float(t)``, ``bool(t)``: a sync on a GPU) ``fn`` makes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    count = [0]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "_local_scalar_dense" in str(func):
+                count[0] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return count[0]
+
+
+@pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])
+def test_the_pack_adds_no_scalar_read_per_step(comfy, cw, world, dk, conds, mode):
+    """Reads the pack adds to KSampler's own are per run (planning on the CPU copy), never per step."""
+    import nodes
+
+    model = cw.make_model(world, "eps")
+    latent = {"samples": world.latent(0)}
+    cmap = level_map()
+    extra = {}
+    for steps in (4, 8):
+        ours = _scalar_reads(lambda: dk(model, latent, cmap, conds["graded"], conds["uncond"], mode=mode, steps=steps))
+        ks = _scalar_reads(lambda: nodes.KSampler().sample(model, 0, steps, 1.0, "euler", "normal", conds["graded"],
+                                                           conds["uncond"], latent))
+        extra[steps] = ours - ks
+    assert extra[4] == extra[8], extra
