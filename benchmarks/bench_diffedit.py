@@ -37,7 +37,7 @@ def run(kind: str, n: int, repeats: int, size: int, batch_size: int, device: str
     import comfy.samplers
     from dde_world.tiny import unet_model
 
-    de = env.module("nodes.diffedit")
+    de = env.module("nodes.diffedit_sampling")
     model = common.real_layout_unet("sd15") if device == "cuda" and kind == "full" else unet_model(full=kind == "full", dtype=common.dtype())
     torch.manual_seed(0)
     query = [[torch.randn(1, 77, 768) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]

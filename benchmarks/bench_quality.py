@@ -274,7 +274,7 @@ def main():
 
     torch.set_num_threads(a.threads)
 
-    core = env.module("nodes.core.diffedit")
+    core = env.module("nodes.core.diffedit_math")
     metrics = env.module("nodes.core.metrics")
     torch.manual_seed(0)
     ed = E.Edits(env)

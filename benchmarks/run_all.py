@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import common
 
@@ -32,7 +31,7 @@ print = functools.partial(print, flush=True)   # noqa: A001  progress shows when
 def planning(env, quick: bool, reference: bool):
     import dataclasses
 
-    sampling = env.module("nodes.sampling")
+    sampling = env.module("nodes.hooks")
     maps_core = env.module("nodes.core.maps")
     model = common.near_free_model()
     cmap = common.ramp(1024)
@@ -150,13 +149,13 @@ def fan_section(env, model, cond, neg, latent, steps, repeats, k=5):
 
     import nodes
 
-    sampling = env.module("nodes.sampling")
+    sampling = env.module("nodes.hooks")
     values = torch.linspace(0.2, 1.0, k)
     batch = {"samples": latent["samples"].repeat(k, 1, 1, 1), "batch_index": [0] * k}
 
     def fan():
         spec = sampling.ChangeMapSpec(maps=values.view(k, 1, 1), mode="step", node="Strength Fan", input_name="strengths")
-        return sampling.differential_sample(model, 0, steps, 5.0, "euler", "normal", cond, neg, batch, spec)
+        return env.module("nodes.differential_sampling").differential_sample(model, 0, steps, 5.0, "euler", "normal", cond, neg, batch, spec)
 
     def ksampler():
         return nodes.KSampler().sample(model, 0, steps, 5.0, "euler", "normal", cond, neg, batch)
@@ -174,7 +173,7 @@ def diffedit_section(env, model, cond, neg, latent, repeats, n=10):
     import comfy.samplers
     import nodes
 
-    de = env.module("nodes.diffedit")
+    de = env.module("nodes.diffedit_sampling")
     mask_node = env.node("DDE_DiffEditMask")
     lat = latent["samples"]
 

@@ -1,7 +1,7 @@
 // Differential Edit: shows a node's change maps, masks, DiffEdit heat maps, Strength Fan grids and
 // schedule previews inside the node after it runs.
 //
-// Contract (nodes/preview.py): a node's UI output may carry
+// Contract (nodes/overlays.py): a node's UI output may carry
 //   dde_overlay: [{map: {filename, subfolder, type}, base: {...} | null, label: string,
 //                  kind: "map" | "mask" | "heat" | "grid" | "schedule"}]
 // The files are PNGs served by /view. Kinds map/mask/heat are drawn over their base picture on a

@@ -6,8 +6,8 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
-from . import diffedit, notes, preview
-from .core import diffedit as core
+from . import diffedit_sampling, messages, overlays
+from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
@@ -93,7 +93,7 @@ class DiffEditMask(io.ComfyNode):
             size = tuple(base.shape[1:3])
         else:
             size = (samples.shape[-2] * SCALE, samples.shape[-1] * SCALE)
-        diff = diffedit.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
+        diff = diffedit_sampling.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
         if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
             heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,
                                                   grow, temporal_smooth)
@@ -104,16 +104,20 @@ class DiffEditMask(io.ComfyNode):
         shown = visual.heat_preview(heat, mask, base)
         stats = core.mask_stats(heat, mask)
         node = display_name(cls)
-        messages = notes.coverage(node, "mask", mask, identical=notes.same_conditioning(query, reference) or bool(diff.max() <= 0))
-        ui = preview.messages_ui(messages, preview.overlay_ui(heat, base, label="DiffEdit heat: " + core.stats_text(stats),
+        warnings = messages.coverage(node, "mask", mask, identical=messages.same_conditioning(query, reference) or bool(diff.max() <= 0))
+        ui = overlays.messages_ui(warnings, overlays.overlay_ui(heat, base, label="DiffEdit heat: " + core.stats_text(stats),
                                                                kind="heat"))
         return io.NodeOutput(heat, mask, shown, float(stats["area"].mean()), ui=ui)
 
 
-def _edit_common_inputs() -> list:
+def edit_mask_input() -> io.Mask.Input:
+    return io.Mask.Input("mask", tooltip="Where to edit (white), e.g. from DiffEdit Mask. Any size: area-averaged to the "
+                         "latent grid; grey values blend. Video latents: 1 mask, one per latent frame, or batch x frames.")
+
+
+def inversion_inputs() -> list:
+    """How the edit inverts the picture: refinement, mask polarity, and the inversion's conditioning."""
     return [
-        io.Mask.Input("mask", tooltip="Where to edit (white), e.g. from DiffEdit Mask. Any size: area-averaged to the "
-                      "latent grid; grey values blend. Video latents: 1 mask, one per latent frame, or batch x frames."),
         io.Int.Input("refine", default=2, min=0, max=20,
                      tooltip="Fixed-point iterations per inversion step (1 extra model call each): more = decoding "
                      "reproduces the unedited picture more exactly."),
@@ -138,7 +142,7 @@ class DiffEditEdit(io.ComfyNode):
                 io.Model.Input("model", tooltip="The diffusion model."),
                 io.Conditioning.Input("query", tooltip="What the masked region should show."),
                 io.Latent.Input("latent", tooltip="The latent of the picture (or video) to edit."),
-                *_edit_common_inputs()[:1],
+                edit_mask_input(),
                 io.Int.Input("steps", default=50, min=1, max=10000,
                              tooltip="Decode steps (KSampler semantics with denoise = encode_ratio: the last 'steps' of a "
                              "schedule of steps / encode_ratio). The inversion takes as many, times 1 + refine model calls."),
@@ -147,7 +151,7 @@ class DiffEditEdit(io.ComfyNode):
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, tooltip="Guidance for the decode."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
                                tooltip="Noise schedule (the steps are deterministic DDIM steps)."),
-                *_edit_common_inputs()[1:],
+                *inversion_inputs(),
                 io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt for the decode. Not connected: zeroed."),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent.")],
@@ -163,9 +167,9 @@ class DiffEditEdit(io.ComfyNode):
         negative = check_conditioning(negative, "negative", optional=True)
         maps = maps_core.read_change_map(mask, invert, "mask")
         node = display_name(cls)
-        messages = notes.stretch(node, "mask", maps, latent["samples"].shape) + notes.coverage(node, "mask", maps)
-        out = diffedit.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine)
-        return io.NodeOutput(out, ui=preview.messages_ui(messages))
+        warnings = messages.stretch(node, "mask", maps, latent["samples"].shape) + messages.coverage(node, "mask", maps)
+        out = diffedit_sampling.edit(model, query, reference, negative, latent, maps, steps, encode_ratio, cfg, scheduler, refine)
+        return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
 
 class DiffEditSamplerNode(io.ComfyNode):
@@ -178,7 +182,7 @@ class DiffEditSamplerNode(io.ComfyNode):
             description="DiffEdit as a SAMPLER for SamplerCustomAdvanced: inverts the input latent along the given sigmas "
                         "(use DisableNoise, and a scheduler with denoise = encode ratio), then decodes with the guider, "
                         "keeping the unmasked region on the inverted path.",
-            inputs=_edit_common_inputs(),
+            inputs=[edit_mask_input(), *inversion_inputs()],
             outputs=[io.Sampler.Output(tooltip="Connect to SamplerCustomAdvanced's sampler input.")],
         )
 
@@ -187,7 +191,7 @@ class DiffEditSamplerNode(io.ComfyNode):
     def execute(cls, mask, refine, invert, reference=None) -> io.NodeOutput:
         reference = check_conditioning(reference, "reference", optional=True)
         maps = maps_core.read_change_map(mask, invert, "mask")
-        return io.NodeOutput(diffedit.DiffEditSampler(maps, reference, refine, node=display_name(cls)))
+        return io.NodeOutput(diffedit_sampling.DiffEditSampler(maps, reference, refine, node=display_name(cls)))
 
 
 NODES = [DiffEditMask, DiffEditEdit, DiffEditSamplerNode]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import preview
+from . import overlays
 from .core import edits
 from .naming import CATEGORY, display_name, names_errors
 
@@ -50,7 +50,7 @@ class ChangeMapFromEdit(io.ComfyNode):
     @names_errors
     def execute(cls, before, after, color_match, noise_floor, full_change, grow, softness) -> io.NodeOutput:
         soft, mask = edits.change_map_from_edit(before, after, color_match, noise_floor, full_change, grow, softness)
-        return io.NodeOutput(soft, mask, ui=preview.overlay_ui(soft, base=before, label=display_name(cls), kind="map"))
+        return io.NodeOutput(soft, mask, ui=overlays.overlay_ui(soft, base=before, label=display_name(cls), kind="map"))
 
 
 NODES = [ChangeMapFromEdit]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import preview
+from . import overlays
 from .core import construct
 from .naming import CATEGORY, display_name, names_errors
 
@@ -24,8 +24,8 @@ def map_schema(node_id: str, display_name: str, description: str, inputs: list) 
 
 def map_output(cls, maps, picture=None) -> io.NodeOutput:
     """The map, shown in the node over ``picture`` (a reference IMAGE or the input picture) when there is one."""
-    base = preview.picture_for(maps, picture)
-    return io.NodeOutput(maps, ui=preview.overlay_ui(maps, base, label=display_name(cls), kind="map"))
+    base = overlays.picture_for(maps, picture)
+    return io.NodeOutput(maps, ui=overlays.overlay_ui(maps, base, label=display_name(cls), kind="map"))
 
 
 def size_inputs() -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import preview
+from . import overlays
 from .core import metrics
 from .naming import CATEGORY, names_errors
 
@@ -59,7 +59,7 @@ class ChangeMapAdherence(io.ComfyNode):
         res = metrics.adherence(original, result, change_map, calibration, smooth, invert)
         values = [metrics.summary(res[k]) for k in metrics.METRICS]
         realized = res["calibrated"]
-        ui = preview.overlay_ui(realized, base=result, label="realized change", kind="map")
+        ui = overlays.overlay_ui(realized, base=result, label="realized change", kind="map")
         return io.NodeOutput(*values, metrics.report(res), realized, ui=ui)
 
 

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
-from . import notes, preview, sampling
+from . import differential_sampling, hooks, messages, overlays
 from .core import maps as maps_core
 from .core import pixels
 from .core.errors import InputError
@@ -23,22 +23,22 @@ def _check_sampling_inputs(positive, negative, latent_image):
 
 
 def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal", fractional=False,
-          prefill="original", prefill_above=0.5) -> sampling.ChangeMapSpec:
+          prefill="original", prefill_above=0.5) -> hooks.ChangeMapSpec:
     maps = maps_core.read_change_map(change_map, invert)
     if prefill not in PREFILL:
         raise InputError("prefill", "one of " + ", ".join(map(repr, PREFILL)), repr(prefill))
     if isinstance(prefill_above, bool) or not isinstance(prefill_above, (int, float)) or not 0.0 <= prefill_above <= 1.0:
         raise InputError("prefill_above", "a number in [0, 1]", repr(prefill_above))
-    return sampling.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
-                                  reference=sampling.Reference(scheduler=scheduler), fractional=bool(fractional),
+    return hooks.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
+                                  reference=hooks.Reference(scheduler=scheduler), fractional=bool(fractional),
                                   prefill=prefill, prefill_above=float(prefill_above))
 
 
-def _messages(spec: sampling.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
+def _messages(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
     """What the node says on itself: a stretched map, greys the steps cannot render."""
     shape = tuple(latent_image["samples"].shape)
-    return (notes.stretch(spec.node, "change_map", spec.maps, shape)
-            + notes.sampler_levels(spec.node, model, spec, shape, steps, sampler_name, scheduler, denoise))
+    return (messages.stretch(spec.node, "change_map", spec.maps, shape)
+            + messages.sampler_levels(spec.node, model, spec, shape, steps, sampler_name, scheduler, denoise))
 
 
 class DifferentialKSampler(io.ComfyNode):
@@ -74,10 +74,10 @@ class DifferentialKSampler(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
-        messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
-        out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+        warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
+        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                            latent_image, spec, denoise=denoise)
-        return io.NodeOutput(out, ui=preview.messages_ui(messages))
+        return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
 
 class DifferentialKSamplerAdvanced(io.ComfyNode):
@@ -118,12 +118,12 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
                      fractional, prefill, prefill_above)
-        messages = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
-        out = sampling.differential_sample(
+        warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
+        out = differential_sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,
             add_noise=add_noise == "enable", start_step=start_at_step, last_step=end_at_step,
             return_with_leftover_noise=return_with_leftover_noise == "enable")
-        return io.NodeOutput(out, ui=preview.messages_ui(messages))
+        return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
 
 class ApplyChangeMap(io.ComfyNode):
@@ -152,7 +152,7 @@ class ApplyChangeMap(io.ComfyNode):
                 prefill="original", prefill_above=0.5) -> io.NodeOutput:
         spec = _spec("Apply Change Map to Model", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
-        return io.NodeOutput(sampling.patch_model(model, spec))
+        return io.NodeOutput(hooks.patch_model(model, spec))
 
 
 class CompositeByChangeMap(io.ComfyNode):

@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 
-from . import notes, preview, sampling
+from . import differential_sampling, hooks, messages, overlays
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
@@ -76,8 +76,8 @@ class StrengthFan(io.ComfyNode):
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
         if samples.ndim == 5:   # video: the panel's strength on every latent frame
             maps = maps.repeat_interleave(samples.shape[2], dim=0)
-        spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
-        out = sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, batch, spec)
+        spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
+        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, batch, spec)
         out.pop("batch_index", None)
         decoded = vae.decode(out["samples"])[..., :3].float().cpu()
         # a video VAE gives (k, frames, H, W, 3): the panels output holds every frame (strength-major), the
@@ -86,7 +86,7 @@ class StrengthFan(io.ComfyNode):
         firsts = decoded[:, 0] if decoded.ndim == 5 else decoded
         labels = [f"{v:g}" for v in values]
         picture = visual.fan(firsts, labels) if layout == "fan" else visual.grid(firsts, labels, columns)
-        return io.NodeOutput(picture, panels, out, ui=preview.images_ui(picture, label=node, kind="grid"))
+        return io.NodeOutput(picture, panels, out, ui=overlays.images_ui(picture, label=node, kind="grid"))
 
 
 class SchedulePreview(io.ComfyNode):
@@ -127,8 +127,8 @@ class SchedulePreview(io.ComfyNode):
             shape = tuple(as_latent(latent_image).shape)
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
-        spec = sampling.ChangeMapSpec(maps=maps, mode=mode, node=node)
-        run = sampling.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
+        spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node)
+        run = hooks.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
         start = run.start[:, 0]
         if start.ndim == 4:   # video latent (B,T,h,w): one picture and map per latent frame, (B*T,h,w)
             start = start.reshape(-1, *start.shape[-2:])
@@ -136,11 +136,11 @@ class SchedulePreview(io.ComfyNode):
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
         picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(start.shape[0])])
-        levels = notes.levels_of(run)
-        messages = notes.stretch(node, "change_map", maps, shape) + notes.collapse(node, levels)
-        ui = preview.images_ui(picture, label=notes.levels_line(levels), kind="schedule")
+        levels = messages.levels_of(run)
+        warnings = messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
+        ui = overlays.images_ui(picture, label=messages.levels_line(levels), kind="schedule")
         return io.NodeOutput(picture, effective.contiguous(), start_frac.contiguous(),
-                             ui=preview.messages_ui(messages, ui))
+                             ui=overlays.messages_ui(warnings, ui))
 
 
 NODES = [StrengthFan, SchedulePreview]

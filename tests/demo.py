@@ -133,7 +133,6 @@ def run_comfy(w: Writer, comfy_path: str):
                                                           0.0, 0, 0, r, None, picture)
     edited = node("DDE_DiffEditEdit").execute(eps, q, {"samples": src}, mask, 20, 0.8, 3.0, "normal", 2, False, r)[0]
     edit_picture = world.decode(edited["samples"])
-    core = env.module("nodes.core.diffedit")
     region = world.scenes[0].region.float().repeat_interleave(8, 0).repeat_interleave(8, 1)
     w.png("diffedit_heat.png", heat)
     w.png("diffedit_mask.png", mask)
@@ -258,7 +257,8 @@ def run_capabilities(w, env, world, eps, graded, uncond, src, picture):
 def run_core(w: Writer):
     """Without ComfyUI: what the pure core shows on its own."""
     pack = locate.import_pack()
-    from dde_pack.nodes.core import construct, diffedit, schedule, visual
+    from dde_pack.nodes.core import construct, schedule, visual
+    from dde_pack.nodes.core import diffedit_math as diffedit
 
     w.say("ComfyUI NOT found (set COMFYUI_PATH): showing the pure core only")
     world = AnalyticWorld()

@@ -28,7 +28,7 @@ def mask_node(comfy):
 
 @pytest.fixture(scope="module")
 def core(comfy):
-    return comfy.module("nodes.core.diffedit")
+    return comfy.module("nodes.core.diffedit_math")
 
 
 @pytest.mark.parametrize("family", ["eps", "v", "flow"])
@@ -177,7 +177,7 @@ def test_decode_puts_back_the_inverted_latent_of_exactly_the_current_level(comfy
     import comfy.sample as csample
     import comfy.samplers as cs
 
-    de = comfy.module("nodes.diffedit")
+    de = comfy.module("nodes.diffedit_sampling")
     model = cw.make_model(world, "eps")
     src = world.latent(0)
     mask = gt_mask(world, 0).unsqueeze(0)
@@ -206,7 +206,7 @@ def test_sampler_object_in_sampler_custom_advanced_matches_the_edit_node(comfy, 
     src = world.latent(2)
     mask = gt_mask(world, 2).unsqueeze(0)
     q, r = cw.conditioning(world, world.query_id(2)), cw.conditioning(world, world.reference_id(2))
-    neg = comfy.module("nodes.diffedit").zero_out(q)
+    neg = comfy.module("nodes.diffedit_sampling").zero_out(q)
     sampler = comfy.node("DDE_DiffEditSampler").execute(mask, 2, False, r)[0]
     guider = nodes["CFGGuider"].execute(model, q, neg, 3.0)[0]
     sigmas = nodes["BasicScheduler"].execute(model, "normal", 20, 0.8)[0]
@@ -243,7 +243,7 @@ def test_sampler_without_reference_inverts_with_the_zeroed_query(comfy, cw, worl
     nodes = comfy.nodes.NODE_CLASS_MAPPINGS
     model = cw.make_model(world, "eps")
     q = cw.conditioning(world, world.query_id(0))
-    zero = comfy.module("nodes.diffedit").zero_out(q)
+    zero = comfy.module("nodes.diffedit_sampling").zero_out(q)
     mask = gt_mask(world, 0).unsqueeze(0)
     sigmas = nodes["BasicScheduler"].execute(model, "normal", 10, 0.8)[0]
     noise = nodes["DisableNoise"].execute()[0]

@@ -16,7 +16,7 @@ MAP_VALUES = torch.cat([torch.linspace(0.0, 1.0, 301), torch.tensor([0.02, 1 / 3
 
 @pytest.fixture(scope="module")
 def sampling(comfy):
-    return comfy.module("nodes.sampling")
+    return comfy.module("nodes.hooks")
 
 
 @pytest.fixture(scope="module")

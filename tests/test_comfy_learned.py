@@ -75,7 +75,7 @@ def test_differential_map_zero_pixels_exact_and_step_mode_follows_a_gradient(com
 def test_digit_test_nodes_compose_with_the_pack(comfy, learned):
     from dde_world import testnodes
 
-    digits, E = learned[0], learned[1]
+    digits = learned[0]
     image, label = testnodes.DigitPicture.execute(3).args
     x, y, splits = digits.dataset()
     assert torch.equal(image[0, ..., 0], x[int(splits["test"][3])]) and label == int(y[int(splits["test"][3])])

@@ -127,7 +127,8 @@ def test_skipped_run_equals_unskipped_on_the_tiny_unet(comfy, tiny_models, dk):
 
 
 def test_strength_fan_skips_only_to_the_batch_earliest_free_step(comfy, cw, world, conds):
-    sampling = comfy.module("nodes.sampling")
+    sampling = comfy.module("nodes.hooks")
+    body = comfy.module("nodes.differential_sampling")
     model, calls = _calls(cw.make_model(world, "eps"))
     latent = world.latent(0).repeat(3, 1, 1, 1)
     maps = torch.tensor([0.1, 0.3, 0.45]).view(3, 1, 1)
@@ -135,7 +136,7 @@ def test_strength_fan_skips_only_to_the_batch_earliest_free_step(comfy, cw, worl
     def run(m):
         spec = sampling.ChangeMapSpec(maps=maps, mode="step")
         batch = {"samples": latent, "batch_index": [0] * 3}
-        return sampling.differential_sample(m, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"], batch,
+        return body.differential_sample(m, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"], batch,
                                             spec)["samples"]
 
     a = run(model)
@@ -143,7 +144,7 @@ def test_strength_fan_skips_only_to_the_batch_earliest_free_step(comfy, cw, worl
     b = run(_unskipped(model))
     assert (a - b).abs().max().item() <= 1e-5
     for i in range(3):
-        single = sampling.differential_sample(model, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"],
+        single = body.differential_sample(model, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"],
                                               {"samples": latent[i:i + 1], "batch_index": [0]},
                                               sampling.ChangeMapSpec(maps=maps[i:i + 1], mode="step"))["samples"]
         assert (single - a[i:i + 1]).abs().max().item() <= 1e-5

@@ -1,7 +1,6 @@
 """Change-map constructors and operations: exact formula values, invariants, errors, properties."""
 
 import math
-import re
 
 import pytest
 import torch

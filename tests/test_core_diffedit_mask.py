@@ -6,7 +6,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def D(pack):
-    from dde_pack.nodes.core import diffedit
+    from dde_pack.nodes.core import diffedit_math as diffedit
 
     return diffedit
 

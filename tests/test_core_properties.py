@@ -14,7 +14,8 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.boo
 
 @pytest.fixture(scope="module")
 def core(pack):
-    from dde_pack.nodes.core import diffedit, errors, maps, pixels, schedule, visual
+    from dde_pack.nodes.core import diffedit_math as diffedit
+    from dde_pack.nodes.core import errors, maps, pixels, schedule, visual
 
     class Core:
         pass

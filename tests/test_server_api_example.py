@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from dde_world import ui2api
-from dde_world.locate import PACK_ROOT
 
 SCRIPT = os.path.join(ui2api.WORKFLOW_DIR, "api_example.py")
 

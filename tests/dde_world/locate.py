@@ -118,7 +118,7 @@ class ComfyInProcess:
         return cls.execute(**kwargs)
 
     def module(self, dotted: str):
-        """A submodule of the pack as ComfyUI loaded it, e.g. ``module('nodes.sampling')``."""
+        """A submodule of the pack as ComfyUI loaded it, e.g. ``module('nodes.hooks')``."""
         return sys.modules[self.module_name + "." + dotted]
 
     def add_model_dir(self, models_dir: str):

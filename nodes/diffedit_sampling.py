@@ -25,10 +25,11 @@ import comfy.samplers
 import comfy.utils
 from tqdm.auto import tqdm   # ComfyUI's console progress bars (its samplers use it too)
 
-from .core import diffedit as core
+from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core.errors import InputError
-from .sampling import ksampler_sigmas, preview_callback
+from .differential_sampling import latent_preview_callback
+from .hooks import ksampler_sigmas
 
 
 def zero_out(conditioning):
@@ -232,7 +233,7 @@ def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, st
     sampler = DiffEditSampler(mask, reference, refine)
     negative = negative if negative is not None else zero_out(query)
     out = comfy.sample.sample_custom(model, torch.zeros_like(samples), cfg, sampler, sigmas, query, negative, samples,
-                                     callback=preview_callback(model, 2 * steps),
+                                     callback=latent_preview_callback(model, 2 * steps),
                                      disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
     keep = maps_core.maps_for_latent(mask, samples.shape, "mask") <= 0
     out = torch.where(keep.to(out.device), samples.to(out.device, out.dtype), out)

@@ -1,7 +1,7 @@
 """Messages shown on a node when a run "succeeds" in a way the picture does not explain.
 
 Each helper returns message lines (empty when all is well) and logs each one as a warning naming
-the node and the input; ``preview.messages_ui`` puts them in the node's UI output, where
+the node and the input; ``overlays.messages_ui`` puts them in the node's UI output, where
 ``js/differential_edit.js`` shows them on the node. Nodes that can warn always send their list
 (empty too), so a message disappears once the cause is fixed.
 """
@@ -12,8 +12,8 @@ import logging
 
 import torch
 
-from . import sampling
-from .core import notes
+from . import hooks
+from .core import facts
 from .core.schedule import free_steps
 
 LOG = logging.getLogger("differential_edit")
@@ -27,7 +27,7 @@ def _log(node: str, lines: list[str]) -> list[str]:
 
 def stretch(node: str, input_name: str, maps: torch.Tensor, latent_shape) -> list[str]:
     """A map whose aspect ratio is not the latent's is stretched to fit: say so."""
-    found = notes.aspect_mismatch(maps, tuple(latent_shape)[-2:])
+    found = facts.aspect_mismatch(maps, tuple(latent_shape)[-2:])
     if found is None:
         return []
     (mh, mw), (lh, lw) = found.map_size, found.latent_size
@@ -42,7 +42,7 @@ def coverage(node: str, input_name: str, mask: torch.Tensor, identical: bool = F
     if identical:
         lines.append(f"{input_name}: the query and the reference give the same prediction everywhere (the same "
                      f"prompt?): there is no difference to find.")
-    found = notes.mask_coverage(mask)
+    found = facts.mask_coverage(mask)
     if found is not None:
         which = (lambda ids: "" if found.batch == 1 else f" (image {', '.join(str(i + 1) for i in ids)} of {found.batch})")
         if found.empty:
@@ -71,18 +71,18 @@ def same_conditioning(a, b) -> bool:
     return True
 
 
-def levels_of(run) -> notes.Levels:
-    """How many strengths a planned run (``sampling.plan``) renders."""
-    return notes.render_levels(run.strength_map, free_steps(run.start, run.n_steps), run.n_steps)
+def levels_of(run) -> facts.Levels:
+    """How many strengths a planned run (``hooks.plan``) renders."""
+    return facts.render_levels(run.strength_map, free_steps(run.start, run.n_steps), run.n_steps)
 
 
-def levels_line(found: notes.Levels) -> str:
+def levels_line(found: facts.Levels) -> str:
     steps = f"{found.n_steps} step renders" if found.n_steps == 1 else f"{found.n_steps} steps render"
     return (f"{steps} at most {found.possible} distinct strengths; this map gets "
             f"{found.rendered}.")
 
 
-def collapse(node: str, found: notes.Levels) -> list[str]:
+def collapse(node: str, found: facts.Levels) -> list[str]:
     if not found.collapsed:
         return []
     return _log(node, [f"steps: {levels_line(found)} {found.to_keep + found.to_full} of the map's {found.grey} grey "
@@ -90,11 +90,11 @@ def collapse(node: str, found: notes.Levels) -> list[str]:
                        f"Use more steps for graded change."])
 
 
-def sampler_levels(node: str, model, spec: sampling.ChangeMapSpec, latent_shape, steps: int, sampler_name: str,
+def sampler_levels(node: str, model, spec: hooks.ChangeMapSpec, latent_shape, steps: int, sampler_name: str,
                    scheduler: str, denoise: float = 1.0) -> list[str]:
     """For the sampler nodes: warn when the schedule turns the map's greys into 0 or 1 (maps without grey
     values cost nothing here)."""
-    if not notes.has_grey(spec.maps) or len(tuple(latent_shape)) != 4:
+    if not facts.has_grey(spec.maps) or len(tuple(latent_shape)) != 4:
         return []
-    run = sampling.plan(model, spec, latent_shape, steps, sampler_name, scheduler, denoise)
+    run = hooks.plan(model, spec, latent_shape, steps, sampler_name, scheduler, denoise)
     return collapse(node, levels_of(run))

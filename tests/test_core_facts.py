@@ -6,9 +6,9 @@ import torch
 
 @pytest.fixture(scope="module")
 def N(pack):
-    from dde_pack.nodes.core import notes
+    from dde_pack.nodes.core import facts
 
-    return notes
+    return facts
 
 
 def ramp(h, w):

@@ -2,7 +2,7 @@
 mask, grey map values a short schedule cannot render.
 
 Each function returns the facts (numbers) or ``None`` when there is nothing to say; the node layer
-words them with the node's and the input's names (``nodes/notes.py``). Pure torch.
+words them with the node's and the input's names (``nodes/messages.py``). Pure torch.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ temp folder (served by ``/view``), never raw data or HTML:
     {"dde_overlay": [{"map": {"filename", "subfolder", "type"}, "base": {...} | None,
                       "label": str, "kind": "map" | "mask" | "heat" | "grid" | "schedule"}]}
 
-and ``dde_messages``: a list of plain-text lines shown on the node as warnings (``nodes/notes.py``).
+and ``dde_messages``: a list of plain-text lines shown on the node as warnings (``nodes/messages.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from PIL import Image
 
 import folder_paths
 
-KEY = "dde_overlay"
+OVERLAY_KEY = "dde_overlay"
 MESSAGES = "dde_messages"
 MAX_PREVIEWS = 8
 
@@ -46,7 +46,7 @@ def overlay_ui(maps: torch.Tensor, base: torch.Tensor | None = None, label: str 
         if base is not None:
             entry["base"] = _save(_to_uint8(base[min(i, base.shape[0] - 1), ..., :3]))
         entries.append(entry)
-    return {KEY: entries}
+    return {OVERLAY_KEY: entries}
 
 
 def picture_for(maps: torch.Tensor, picture) -> torch.Tensor | None:
@@ -60,7 +60,7 @@ def images_ui(images: torch.Tensor, label: str = "", kind: str = "grid") -> dict
     """Save up to 8 pictures ``(B,H,W,3)`` for the node (fan grids, schedule previews)."""
     entries = [{"map": _save(_to_uint8(images[i, ..., :3])), "base": None, "label": label, "kind": kind}
                for i in range(min(int(images.shape[0]), MAX_PREVIEWS))]
-    return {KEY: entries}
+    return {OVERLAY_KEY: entries}
 
 
 def messages_ui(messages: list[str], ui: dict | None = None) -> dict:
