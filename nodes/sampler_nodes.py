@@ -75,8 +75,8 @@ class DifferentialKSampler(io.ComfyNode):
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
         warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
-        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                           latent_image, spec, denoise=denoise)
+        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
+                                                        negative, latent_image, spec, denoise=denoise)
         return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
 

@@ -77,7 +77,8 @@ class StrengthFan(io.ComfyNode):
         if samples.ndim == 5:   # video: the panel's strength on every latent frame
             maps = maps.repeat_interleave(samples.shape[2], dim=0)
         spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
-        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, batch, spec)
+        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
+                                                        negative, batch, spec)
         out.pop("batch_index", None)
         decoded = vae.decode(out["samples"])[..., :3].float().cpu()
         # a video VAE gives (k, frames, H, W, 3): the panels output holds every frame (strength-major), the
