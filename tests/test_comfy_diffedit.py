@@ -16,12 +16,12 @@ def gt_mask(world, scene, scale=8):
 
 @pytest.fixture(scope="module")
 def mask_node(comfy):
-    node = comfy.node("DDE_DiffEditMask")
-
     def run(model, query, latent, reference=None, strength=0.5, n=10, seed=0, cfg=1.0, method="rescale", threshold=0.5,
             ratio=3.0, percentile=0.8, smooth=0.0, grow=0, batch_size=0, negative=None, image=None):
-        return node.execute(model, query, {"samples": latent}, strength, n, seed, cfg, method, threshold, ratio, percentile,
-                            smooth, grow, batch_size, reference, negative, image)
+        return comfy.run_node("DDE_DiffEditMask", model=model, query=query, latent={"samples": latent},
+                              strength=strength, n=n, seed=seed, cfg=cfg, threshold_method=method, threshold=threshold,
+                              clamp_ratio=ratio, percentile=percentile, smooth=smooth, grow=grow, batch_size=batch_size,
+                              reference=reference, negative=negative, image=image)
 
     return run
 
@@ -132,12 +132,11 @@ def test_bad_input_names_the_node_and_input(comfy, cw, world, mask_node):
 
 @pytest.fixture(scope="module")
 def edit_node(comfy):
-    node = comfy.node("DDE_DiffEditEdit")
-
     def run(model, query, latent, mask, steps=20, ratio=0.8, cfg=1.0, scheduler="normal", refine=2, invert=False,
             reference=None, negative=None):
-        return node.execute(model, query, {"samples": latent}, mask, steps, ratio, cfg, scheduler, refine, invert, reference,
-                            negative)[0]["samples"]
+        return comfy.run_node("DDE_DiffEditEdit", model=model, query=query, latent={"samples": latent}, mask=mask,
+                              steps=steps, encode_ratio=ratio, cfg=cfg, scheduler=scheduler, refine=refine,
+                              invert=invert, reference=reference, negative=negative)[0]["samples"]
 
     return run
 

@@ -13,13 +13,13 @@ from dde_world.probes import LEVELS, columns, level_map, recording, spearman
 
 @pytest.fixture(scope="module")
 def dk(comfy):
-    node = comfy.node("DDE_DifferentialKSampler")
-
     def run(model, latent, cmap, pos, neg, mode="step", steps=12, sampler="euler", scheduler="normal", seed=0, cfg=1.0,
             denoise=1.0, invert=False, strength=1.0, softness=0.0, full=False):
         latent = latent if isinstance(latent, dict) else {"samples": latent}
-        out = node.execute(model, seed, steps, cfg, sampler, scheduler, pos, neg, latent, denoise, cmap, mode, invert,
-                           strength, softness)[0]
+        out = comfy.run_node("DDE_DifferentialKSampler", model=model, seed=seed, steps=steps, cfg=cfg,
+                             sampler_name=sampler, scheduler=scheduler, positive=pos, negative=neg, latent_image=latent,
+                             denoise=denoise, change_map=cmap, mode=mode, invert=invert, strength=strength,
+                             softness=softness)[0]
         return out if full else out["samples"]
 
     return run
