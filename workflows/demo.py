@@ -1,7 +1,7 @@
 """The pack's headless demo: its nodes on the analytic world, pictures a person can look at.
 
     bash .ci/demo                      # writes demo_out/*.png and demo_out/summary.txt
-    python tests/demo.py --out DIR [--readme-images DIR]
+    python workflows/demo.py --out DIR [--readme-images DIR]
 
 With ComfyUI (COMFYUI_PATH or ~/comfy/ComfyUI) the pack is loaded by ComfyUI's own loader and
 its nodes run on real ComfyUI sampling with the analytic world's ideal denoiser as the model
@@ -17,7 +17,7 @@ import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)   # the test-support package dde_world (never the pack root)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))   # the test-support package dde_world (never the pack root)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
