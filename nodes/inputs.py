@@ -61,16 +61,17 @@ def prompt_inputs() -> list:
 
 
 def few_step_and_prefill_inputs() -> list:
-    """Appended after every differential sampler's other inputs (defaults change nothing)."""
+    """Appended after every differential sampler's other inputs; optional with defaults that change nothing, so
+    API-format prompts written before they existed still validate."""
     return [
-        io.Boolean.Input("fractional", default=False,
+        io.Boolean.Input("fractional", default=False, optional=True,
                          tooltip="Continuous strength on few-step models. Off: a map value between two step "
                          "boundaries rounds down (4 steps = 4 shades). On: the step before its start step blends the "
                          "freed and the kept latent by how far the value lies between the two boundaries."),
-        io.Combo.Input("prefill", options=list(PREFILL), default="original",
+        io.Combo.Input("prefill", options=list(PREFILL), default="original", optional=True,
                        tooltip="What pixels above prefill_above start from (room for new content). original: the "
                        "picture. fill: colour from the surroundings. latent noise: random noise. latent nothing: "
                        "zeros. Pixels at or below the level (and every map-0 pixel) keep the original exactly."),
-        io.Float.Input("prefill_above", default=0.5, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("prefill_above", default=0.5, min=0.0, max=1.0, step=0.01, optional=True,
                        tooltip="Map level above which prefill applies (on the latent grid)."),
     ]

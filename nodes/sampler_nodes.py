@@ -174,14 +174,14 @@ class CompositeByChangeMap(io.ComfyNode):
                 io.Int.Input("feather", default=0, min=0, max=256,
                              tooltip="Blur radius in pixels for the blend weights (never reaches pixels where the map is 0)."),
                 io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
-                io.Float.Input("difference_threshold", default=0.0, min=0.0, max=2.0, step=0.01,
+                io.Float.Input("difference_threshold", default=0.0, min=0.0, max=2.0, step=0.01, optional=True,
                                tooltip="A1111 soft inpainting: pixels the edit changed by at most this (RGB distance, "
                                "0..1 values) come back as the original exactly; above it the map blend fades in. "
                                "0 = off (plain map blend)."),
-                io.Float.Input("difference_contrast", default=2.0, min=0.0, max=8.0, step=0.25,
+                io.Float.Input("difference_contrast", default=2.0, min=0.0, max=8.0, step=0.25, optional=True,
                                tooltip="A1111: how sharply the blend rises above the threshold (it reaches half at "
                                "twice the threshold)."),
-                io.Float.Input("mask_influence", default=0.0, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("mask_influence", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
                                tooltip="A1111: how much the map scales the threshold (1: low map values snap back "
                                "sooner, map 1 never snaps back)."),
             ],

@@ -47,7 +47,7 @@ def test_the_pack_puts_the_example_pictures_into_comfyuis_input_folder(fresh):
     inputs = os.path.join(fresh.base, "input")
     expected = sorted(os.listdir(ui2api.INPUT_DIR))
     files = sorted(n for n in os.listdir(inputs) if os.path.isfile(os.path.join(inputs, n)))   # ComfyUI adds a 3d/ folder
-    assert files == expected == ["example_depth.png", "example_mask.png", "example_scene.png"]
+    assert files == expected == ["example_depth.png", "example_edited.png", "example_mask.png", "example_scene.png"]
     for name in expected:
         assert digest(os.path.join(inputs, name)) == digest(os.path.join(ui2api.INPUT_DIR, name))
     assert "copied the example workflows' pictures" in fresh.log()
@@ -116,6 +116,9 @@ def test_template_browser_shows_a_picture_and_a_readable_title_for_every_example
     dialog = page.page.locator("[role=dialog]").last
     dialog.get_by_text(PACK_LINK, exact=True).first.click()   # Templates -> Extensions -> the pack
     cards = page.page.locator("[data-testid^='template-workflow-']")
+    cards.first.wait_for()
+    for i in range(cards.count()):   # card pictures load lazily: bring each into view
+        cards.nth(i).scroll_into_view_if_needed()
     page.page.wait_for_function(
         "(n) => { const imgs = [...document.querySelectorAll(\"[data-testid^='template-workflow-'] img\")];"
         " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
