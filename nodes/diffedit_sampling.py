@@ -52,6 +52,21 @@ def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
 
 
+def fitted_latent(model, samples: torch.Tensor, input_name: str = "latent") -> torch.Tensor:
+    """The latent as KSampler samples it (an empty one of the wrong channel count or dimensions fixed, as
+    ``fix_empty_latent_channels`` does), or an :class:`InputError` when it cannot fit the model at all (e.g. a
+    video latent for an image model), instead of a tensor-size error from inside the model."""
+    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    fmt = model.get_model_object("latent_format")
+    dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
+    channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
+    if samples.ndim != dims or samples.shape[1] != channels:
+        kind = {4: "an image latent", 5: "a video latent"}.get(dims, f"a {dims}-D latent")
+        raise InputError(input_name, f"{kind} of this model ({channels} channels, {dims}-D)",
+                         f"shape {tuple(samples.shape)}")
+    return samples
+
+
 def noise_level(model, strength: float) -> float:
     """The noise level of ``strength`` (fraction of the model's noise range; 0.5 = half-way timestep)."""
     if not 0.0 < strength <= 1.0:
@@ -128,7 +143,7 @@ def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float
     """
     if n < 1:
         raise InputError("n", "at least 1 noise draw", repr(n))
-    latent = comfy.sample.fix_empty_latent_channels(model, latent)
+    latent = fitted_latent(model, latent)
     sigma = noise_level(model, strength)
     holder = Holder()
     guider = comfy.samplers.CFGGuider(model)
@@ -228,7 +243,7 @@ def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, st
     """
     if not 0.0 < encode_ratio <= 1.0:
         raise InputError("encode_ratio", "a ratio in (0, 1]", repr(encode_ratio))
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    samples = fitted_latent(model, latent["samples"])
     sigmas = ksampler_sigmas(model, steps, "euler", scheduler, encode_ratio)
     sampler = DiffEditSampler(mask, reference, refine)
     negative = negative if negative is not None else zero_out(query)

@@ -112,13 +112,11 @@ def pinia_store(page, store: str, script: str, arg=None):
 
 def test_template_browser_shows_a_picture_and_a_readable_title_for_every_example(page):
     page.failed.clear()
+    page.page.set_viewport_size({"width": 1920, "height": 2400})   # every card in view: their pictures load lazily
     page.eval("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     dialog = page.page.locator("[role=dialog]").last
     dialog.get_by_text(PACK_LINK, exact=True).first.click()   # Templates -> Extensions -> the pack
     cards = page.page.locator("[data-testid^='template-workflow-']")
-    cards.first.wait_for()
-    for i in range(cards.count()):   # card pictures load lazily: bring each into view
-        cards.nth(i).scroll_into_view_if_needed()
     page.page.wait_for_function(
         "(n) => { const imgs = [...document.querySelectorAll(\"[data-testid^='template-workflow-'] img\")];"
         " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
