@@ -8,8 +8,10 @@ or because the pack sits in ``ComfyUI/custom_nodes/``. The pack root is never pu
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 
@@ -77,6 +79,7 @@ class ComfyInProcess:
         if cpu:   # the tests and the CPU benchmarks; a GPU benchmark lets ComfyUI pick its device
             comfy.cli_args.args.cpu = True
         self.tmp = tempfile.mkdtemp(prefix="dde_comfy_")
+        atexit.register(shutil.rmtree, self.tmp, True)   # ComfyUI's output/temp/input folders of this process
         import folder_paths
 
         for kind in ("output", "temp", "input"):
