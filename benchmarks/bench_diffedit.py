@@ -66,7 +66,7 @@ def run(kind: str, n: int, repeats: int, size: int, batch_size: int, device: str
     def singles():
         guider = comfy.samplers.CFGGuider(model)
         guider.inner_set_conds({"positive": query, "negative": reference})
-        sigma = de.noise_level(model, 0.5, "bench")
+        sigma = de.noise_level(model, 0.5)
         guider.sample(torch.zeros_like(latent), latent, SingleEvaluations(), torch.tensor([sigma, 0.0]), disable_pbar=True)
 
     with torch.inference_mode():

@@ -44,7 +44,7 @@ def planning(env, quick: bool, reference: bool):
         def run():
             full = sampling.ksampler_sigmas(model, steps, "euler", "normal", 1.0, device="cpu")
             ref = dataclasses.replace(spec, global_sigmas=full, reference=sampling.Reference("euler", "normal", 1.0))
-            g = maps_core.maps_for_latent(spec.maps, shape, spec.node, spec.input_name)
+            g = maps_core.maps_for_latent(spec.maps, shape, spec.input_name)
             return sampling.start_steps(ref, g, full, model, closed_form=False)
         return run
 
@@ -196,7 +196,7 @@ def diffedit_section(env, model, cond, neg, latent, repeats, n=10):
     def singles():
         guider = comfy.samplers.CFGGuider(model)
         guider.inner_set_conds({"positive": cond, "negative": neg})
-        sigma = de.noise_level(model, 0.5, "bench")
+        sigma = de.noise_level(model, 0.5)
         guider.sample(torch.zeros_like(lat), lat, SingleEvaluations(), torch.tensor([sigma, 0.0]), disable_pbar=True)
 
     with torch.inference_mode():
