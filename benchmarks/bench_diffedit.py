@@ -34,7 +34,6 @@ def run(kind: str, n: int, repeats: int, size: int, batch_size: int, device: str
     env = common.comfy(device)
     import torch
 
-    import comfy.samplers
     from dde_world.tiny import unet_model
 
     de = env.module("nodes.diffedit_sampling")
@@ -50,24 +49,8 @@ def run(kind: str, n: int, repeats: int, size: int, batch_size: int, device: str
         return mask_node.execute(counter.model, query, {"samples": latent}, 0.5, n, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0,
                                  0, batch_size, reference)
 
-    class SingleEvaluations(comfy.samplers.Sampler):
-        """2n separate one-sample evaluations at the same level inside a real sampling call."""
-
-        def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
-                   disable_pbar=False):
-            inner = model_wrap.inner_model
-            s = sigmas[:1]
-            for j in range(n):
-                x = inner.model_sampling.noise_scaling(sigmas[0], torch.randn_like(latent_image), latent_image)
-                for c in (model_wrap.conds["positive"], model_wrap.conds["negative"]):
-                    comfy.samplers.calc_cond_batch(inner, [c], x, s, extra_args["model_options"])
-            return latent_image
-
     def singles():
-        guider = comfy.samplers.CFGGuider(model)
-        guider.inner_set_conds({"positive": query, "negative": reference})
-        sigma = de.noise_level(model, 0.5)
-        guider.sample(torch.zeros_like(latent), latent, SingleEvaluations(), torch.tensor([sigma, 0.0]), disable_pbar=True)
+        common.single_evaluations(model, query, reference, latent, n, de.noise_level(model, 0.5))
 
     with torch.inference_mode():
         times = common.paired({"DiffEdit Mask": ours, "2n single evaluations": singles}, repeats)

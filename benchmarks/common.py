@@ -231,3 +231,25 @@ def ramp(side: int):
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
     return ((xx + yy) / 2).unsqueeze(0).contiguous()
+
+
+def single_evaluations(model, positive, negative, latent, n: int, sigma: float):
+    """``2n`` separate one-sample model evaluations at noise level ``sigma`` inside a real CFGGuider sampling call:
+    what DiffEdit Mask's ``n`` draws cost without batching (the baseline of its benchmarks)."""
+    import torch
+
+    import comfy.samplers
+
+    class SingleEvaluations(comfy.samplers.Sampler):
+        def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+                   disable_pbar=False):
+            inner = model_wrap.inner_model
+            for _ in range(n):
+                x = inner.model_sampling.noise_scaling(sigmas[0], torch.randn_like(latent_image), latent_image)
+                for c in (model_wrap.conds["positive"], model_wrap.conds["negative"]):
+                    comfy.samplers.calc_cond_batch(inner, [c], x, sigmas[:1], extra_args["model_options"])
+            return latent_image
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds({"positive": positive, "negative": negative})
+    guider.sample(torch.zeros_like(latent), latent, SingleEvaluations(), torch.tensor([sigma, 0.0]), disable_pbar=True)

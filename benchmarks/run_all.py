@@ -170,7 +170,6 @@ def fan_section(env, model, cond, neg, latent, steps, repeats, k=5):
 def diffedit_section(env, model, cond, neg, latent, repeats, n=10):
     import torch
 
-    import comfy.samplers
     import nodes
 
     de = env.module("nodes.diffedit_sampling")
@@ -183,21 +182,8 @@ def diffedit_section(env, model, cond, neg, latent, repeats, n=10):
     def ksampler():
         return nodes.KSampler().sample(model, 0, n, 7.0, "euler", "normal", cond, neg, {"samples": lat})
 
-    class SingleEvaluations(comfy.samplers.Sampler):
-        def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
-                   disable_pbar=False):
-            inner = model_wrap.inner_model
-            for _ in range(n):
-                x = inner.model_sampling.noise_scaling(sigmas[0], torch.randn_like(latent_image), latent_image)
-                for c in (model_wrap.conds["positive"], model_wrap.conds["negative"]):
-                    comfy.samplers.calc_cond_batch(inner, [c], x, sigmas[:1], extra_args["model_options"])
-            return latent_image
-
     def singles():
-        guider = comfy.samplers.CFGGuider(model)
-        guider.inner_set_conds({"positive": cond, "negative": neg})
-        sigma = de.noise_level(model, 0.5)
-        guider.sample(torch.zeros_like(lat), lat, SingleEvaluations(), torch.tensor([sigma, 0.0]), disable_pbar=True)
+        common.single_evaluations(model, cond, neg, lat, n, de.noise_level(model, 0.5))
 
     with torch.inference_mode():
         times = common.paired({"DiffEdit Mask": ours, "KSampler n steps cfg 7": ksampler, "2n single evaluations": singles},

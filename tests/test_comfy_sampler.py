@@ -244,24 +244,16 @@ def test_inpaint_concat_mask_follows_the_threshold(comfy, cw, world, dk, conds):
 
 def test_step_mask_never_reads_a_value_back_to_the_host(pack):
     """The per-step work is tensor ops on the sampling device: no .item()/scalar read (a GPU sync)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from dde_pack.nodes.core import schedule
+    from dde_world.probes import host_reads
 
     g = torch.rand(2, 1, 16, 16)
     run = schedule.DifferentialRun(start=schedule.start_steps_step(g, 10), strength_map=g,
                                    sigmas=torch.linspace(10, 0, 11), n_steps=10, softness=0.2, strength=0.8)
-    ops = []
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with Record():
-        mask = run.mask(torch.tensor([5.0, 5.0]), torch.float16)
-    assert mask.dtype == torch.float16 and mask.shape == (2, 1, 16, 16)
-    assert ops and not [op for op in ops if "_local_scalar_dense" in op or op.endswith(".item")]
+    out = []
+    ops, reads = host_reads(lambda: out.append(run.mask(torch.tensor([5.0, 5.0]), torch.float16)))
+    assert out[0].dtype == torch.float16 and out[0].shape == (2, 1, 16, 16)
+    assert ops and reads == []
 
 
 # -- every sampler x scheduler on the tiny random UNet -------------------------------------------------

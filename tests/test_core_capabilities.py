@@ -183,22 +183,14 @@ def test_bisection_finds_the_step_and_threshold_boundaries(core):
 
 
 def test_fractional_mask_reads_nothing_back_to_the_host(core):
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from dde_world.probes import host_reads
 
     S = core.schedule
     g = torch.rand(2, 1, 8, 8)
     run = S.DifferentialRun(start=S.fractional_start(g, S.start_steps_step(g, 4), S.step_thresholds(4)),
                             strength_map=g, sigmas=torch.linspace(4, 0, 5), n_steps=4, fractional=True)
-    ops = []
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with Record():
-        run.mask(torch.tensor([2.0, 2.0]))
-    assert ops and not [op for op in ops if "_local_scalar_dense" in op or op.endswith(".item")]
+    ops, reads = host_reads(lambda: run.mask(torch.tensor([2.0, 2.0])))
+    assert ops and reads == []
 
 
 # -- pre-fill ------------------------------------------------------------------------------------------------

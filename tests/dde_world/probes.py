@@ -50,3 +50,20 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a > 0.5, b > 0.5
     union = (a | b).sum()
     return float((a & b).sum() / union) if union > 0 else 1.0
+
+
+def host_reads(fn) -> tuple[list[str], list[str]]:
+    """Run ``fn()`` recording every torch op: ``(ops, reads)``, ``reads`` the ops that copy a value back to the
+    host (``.item()``, a Python scalar: a device sync on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        fn()
+    return ops, [op for op in ops if "_local_scalar_dense" in op or op.endswith(".item")]
