@@ -5,13 +5,17 @@
 Sections (paired rounds, order rotated every round, ratio of medians):
 
 1. planning: ``sampling.plan()`` for a 1024x1024 diagonal ramp (128x128 latent) in every mode at
-   8/30/50/150 steps, milliseconds (host work; the goal is stated in ms);
+   8/30/50/150 steps, milliseconds (host work; the goal is stated in ms),
+   and ``denoise`` mode with every ComfyUI scheduler at 150 steps;
 2. sampling, per model: KSampler, the built-in DifferentialDiffusion + SetLatentNoiseMask path and
-   the Differential KSampler in each mode (euler/normal, cfg 5, diagonal ramp); then a map whose
-   largest value is g = 0.5 against KSampler(denoise = 0.5) and against the same run unskipped;
+   the Differential KSampler in each mode (euler/normal, cfg 5, diagonal ramp), also with skipping
+   off (the same model calls in every mode); then a map whose largest value is g = 0.5 against
+   KSampler(denoise = 0.5) and against the same run unskipped;
 3. Strength Fan (5 strengths in one batch) against KSampler on the same batch;
 4. DiffEdit Mask (n = 10) against KSampler's same evaluations (n steps at cfg 7) and against 2n
-   single evaluations.
+   single evaluations;
+5. device -> host synchronisations (``sync_check.py``): none in the per-step code (strict CUDA sync
+   mode on a GPU), and what whole runs add to KSampler's at 10 and 20 steps.
 
 Models: ``--device cpu`` a near-free model (64x64 latent, 30 steps) and the tiny SD1.5-shaped UNet
 (32x32 latent, 20 steps); ``--device cuda`` random-weight fp16 UNets of the real SD1.5 (512x512) and
@@ -65,6 +69,17 @@ def planning(env, quick: bool, reference: bool):
                 b = common.median(times["before"]) * 1000
                 extra = f"   {b:>14.1f}ms {b / row[-1]:>22.0f}x"
         print(f"  {steps:>5} " + "".join(f"{v:>10.1f}ms" for v in row) + extra)
+    import comfy.samplers
+
+    schedulers = comfy.samplers.KSampler.SCHEDULERS
+    print("  denoise mode, every ComfyUI scheduler, 150 steps, median ms")
+    row = []
+    for scheduler in schedulers:
+        spec = sampling.ChangeMapSpec(maps=cmap, mode="denoise")
+        times = common.paired({"p": lambda: sampling.plan(model, spec, shape, 150, "euler", scheduler)}, 3 if quick else 7)
+        row.append(common.median(times["p"]) * 1000)
+    print("  " + "".join(f"{s:>17}" for s in schedulers))
+    print("  " + "".join(f"{v:>15.1f}ms" for v in row))
     node = env.node("DDE_SchedulePreview")
     print("  Change Map Schedule Preview node (in-process: plan + picture + PNG), 1024x1024 ramp, 50 steps, median ms")
     for scheduler in ("normal", "sgm_uniform", "karras"):
@@ -120,6 +135,8 @@ def sampling_section(env, name, make, kind, size, steps, repeats):
         "pack, step mode": pack("step"),
         "pack, denoise mode": pack("denoise"),
         "pack, timestep mode": pack("timestep"),
+        "pack, step mode unskipped": pack("step", m=_unskipped(model)),
+        "pack, denoise mode unskipped": pack("denoise", m=_unskipped(model)),
         "KSampler(denoise=0.5)": lambda: nodes.KSampler().sample(model, *args, latent, denoise=0.5),
         "pack, map max 0.5 (skipping)": pack("denoise", cmap=half),
         "pack, map max 0.5 unskipped": pack("denoise", m=_unskipped(model), cmap=half),
@@ -137,6 +154,8 @@ def sampling_section(env, name, make, kind, size, steps, repeats):
         t = med[f"pack, {mode} mode"]
         print(f"  pack {mode:<8} / KSampler          {t / ks:.3f}  (adds {(t - ks) * 1000:+.1f} ms; "
               f"/ built-in {t / bi:.3f}; / step mode {t / med['pack, step mode']:.3f})")
+    print(f"  pack denoise / step, both unskipped  {med['pack, denoise mode unskipped'] / med['pack, step mode unskipped']:.3f}"
+          "  (same model calls: on a ramp denoise mode frees a 0.99 cell at step 0, step mode at step 1)")
     sk = med["pack, map max 0.5 (skipping)"]
     print(f"  skipping run / KSampler(denoise=0.5)  {sk / med['KSampler(denoise=0.5)']:.3f}")
     print(f"  skipping run / same run unskipped     {sk / med['pack, map max 0.5 unskipped']:.3f}")
@@ -221,6 +240,11 @@ def main():
     model, cond, neg, latent, steps = last
     fan_section(env, model, cond, neg, latent, steps, repeats)
     diffedit_section(env, model, cond, neg, latent, repeats)
+    import sync_check
+
+    print()
+    if not sync_check.check(env):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

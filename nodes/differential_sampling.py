@@ -13,7 +13,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 
-from .hooks import CARRY_KEY, LOG, ChangeMapSpec, Reference, ksampler_sigmas, patch_model
+from .hooks import CARRY_KEY, LOG, ChangeMapSpec, Reference, patch_model, schedule_for
 
 
 def _continue_from(latent: torch.Tensor, sampler):
@@ -64,7 +64,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
         else:
             noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
+    full = schedule_for(model, spec, steps, sampler_name, scheduler, denoise)
     sigmas = full
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[: last_step + 1].clone()

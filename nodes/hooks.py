@@ -74,6 +74,16 @@ class ChangeMapSpec:
     fractional: bool = False          # schedule.fractional_start: map values between step boundaries blend
     prefill: str = "original"         # core.prefill.PREFILL: what pixels above prefill_above start from
     prefill_above: float = 0.5
+    planned: "Planned | None" = None  # the node's plan of this run (see :func:`planned`), reused instead of planning twice
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan made before sampling (CPU, no latent noise mask) and what it was made for."""
+
+    latent_shape: tuple
+    settings: tuple            # (steps, sampler_name, scheduler, denoise)
+    run: schedule.DifferentialRun
 
 
 def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
@@ -85,8 +95,10 @@ def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
     discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
     sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
     kw = {"sigma_min": sigma_min, "sigma_max": sigma_max}
-    if scheduler in ("simple", "ddim_uniform"):
+    if scheduler in ("simple", "ddim_uniform", "beta"):
         kw["table"] = ms.sigmas
+    if scheduler == "beta":
+        kw["beta_cdf"], kw["beta_ppf"] = _beta_distribution()
     if scheduler in ("normal", "sgm_uniform"):
         t_max, t_min = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
         kw.update(t_max=float(t_max), t_min=float(t_min), zero_end=math.isclose(float(ms.sigma(t_min)), 0, abs_tol=0.00001),
@@ -101,6 +113,18 @@ def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
     return levels
 
 
+def _beta_distribution():
+    """CDF and quantile function of ComfyUI's ``beta`` scheduler's distribution (its default alpha, beta), on float64 tensors."""
+    import inspect
+
+    import scipy.stats   # a ComfyUI dependency: its beta scheduler uses the same distribution's quantiles
+
+    params = inspect.signature(comfy.samplers.beta_scheduler).parameters
+    alpha, beta = float(params["alpha"].default), float(params["beta"].default)
+    return (lambda p: torch.from_numpy(scipy.stats.beta.cdf(p.numpy(), alpha, beta)).to(torch.float64),
+            lambda x: torch.from_numpy(scipy.stats.beta.ppf(x.numpy(), alpha, beta)).to(torch.float64))
+
+
 def _known_handlers() -> dict:
     """ComfyUI's own scheduler functions that :func:`schedule.denoise_start_levels` mirrors."""
     import functools
@@ -109,7 +133,7 @@ def _known_handlers() -> dict:
     found = {"simple": comfy.samplers.simple_scheduler, "ddim_uniform": comfy.samplers.ddim_scheduler,
              "normal": comfy.samplers.normal_scheduler, "linear_quadratic": comfy.samplers.linear_quadratic_schedule,
              "kl_optimal": comfy.samplers.kl_optimal_scheduler, "karras": kds.get_sigmas_karras,
-             "exponential": kds.get_sigmas_exponential}
+             "exponential": kds.get_sigmas_exponential, "beta": comfy.samplers.beta_scheduler}
     sgm = comfy.samplers.SCHEDULER_HANDLERS.get("sgm_uniform")
     if sgm is not None and isinstance(sgm.handler, functools.partial) and sgm.handler.func is comfy.samplers.normal_scheduler \
             and sgm.handler.keywords == {"sgm": True} and not sgm.handler.args:
@@ -151,7 +175,7 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
             if not made:
                 made.append(known(patcher, steps=n_steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
                                   denoise=1.0, model_options=patcher.model_options))
-            return float(made[0].calculate_sigmas(total_steps)[-(n_steps + 1)])
+            return float(made[0].calculate_sigmas(total_steps)[-(n_steps + 1):][0])   # KSampler.set_steps' slice
 
         fast = _denoise_levels(ms, sampler_name, scheduler, n_steps) if closed_form else None
         return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise,
@@ -177,6 +201,10 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
         g = g * noise_mask[:, :1].to(g.device, torch.float32)
     whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
     full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
+    known = spec.planned
+    if (known is not None and noise_mask is None and known.latent_shape == tuple(latent_shape)
+            and torch.equal(known.run.sigmas, full)):
+        return _run_on(known.run, device)   # the node planned this very run before sampling
     g = g.cpu()
     start = start_steps(spec, g, full, patcher)
     if spec.fractional:
@@ -206,14 +234,47 @@ def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denois
     return ks.sigmas.detach().clone()
 
 
+def _settings(steps: int, sampler_name: str, scheduler: str, denoise: float) -> tuple:
+    return int(steps), str(sampler_name), str(scheduler), float(denoise)
+
+
 def plan(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str, scheduler: str,
          denoise: float = 1.0) -> schedule.DifferentialRun:
-    """What a Differential KSampler run with these settings will do, computed without sampling (CPU)."""
+    """What a Differential KSampler run with these settings will do, computed without sampling (CPU).
+
+    Returns ``spec.planned``'s run when it was made for the same latent shape and settings.
+    """
+    known = spec.planned
+    if (known is not None and known.latent_shape == tuple(latent_shape)
+            and known.settings == _settings(steps, sampler_name, scheduler, denoise)):
+        return known.run
     full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
     if full.numel() < 2:   # denoise 0: nothing is sampled, nothing changes
         full = torch.zeros(1)
     spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)))
     return prepare_run(spec, model, latent_shape, full, None, "cpu")
+
+
+def planned(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str, scheduler: str,
+            denoise: float = 1.0) -> ChangeMapSpec:
+    """``spec`` carrying its plan for these settings: a node's checks and its run then plan once.
+
+    The run reuses the plan only when it samples this latent shape and schedule without a latent
+    noise mask (``prepare_run`` checks); otherwise it plans as usual.
+    """
+    run = plan(model, dataclasses.replace(spec, planned=None), latent_shape, steps, sampler_name, scheduler, denoise)
+    return dataclasses.replace(spec, planned=Planned(tuple(latent_shape), _settings(steps, sampler_name, scheduler, denoise),
+                                                     run))
+
+
+def schedule_for(model, spec: ChangeMapSpec, steps: int, sampler_name: str, scheduler: str,
+                 denoise: float = 1.0) -> torch.Tensor:
+    """KSampler's whole schedule for these settings on the CPU (a copy of the planned one when ``spec`` has it)."""
+    known = spec.planned
+    if known is not None and known.settings == _settings(steps, sampler_name, scheduler, denoise) \
+            and known.run.sigmas.numel() > 1:
+        return known.run.sigmas.clone()
+    return ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
 
 
 def _mask_function(run: schedule.DifferentialRun, previous):

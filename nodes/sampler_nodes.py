@@ -74,6 +74,7 @@ class DifferentialKSampler(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
+        spec = hooks.planned(model, spec, tuple(latent_image["samples"].shape), steps, sampler_name, scheduler, denoise)
         warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
         out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
                                                         negative, latent_image, spec, denoise=denoise)
@@ -118,6 +119,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
                      fractional, prefill, prefill_above)
+        spec = hooks.planned(model, spec, tuple(latent_image["samples"].shape), steps, sampler_name, scheduler)
         warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
         out = differential_sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,

@@ -97,6 +97,7 @@ class SchedulePreview(io.ComfyNode):
             node_id="DDE_SchedulePreview",
             display_name="Change Map Schedule Preview",
             category=CAT,
+            is_output_node=True,   # a preview: it runs and shows its picture on itself without a node after it
             description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "
                         "the step at which every latent cell starts to change and its effective strength (free steps / "
                         "steps), at latent resolution so the 8-pixel grid shows.",

@@ -73,7 +73,7 @@ def test_denoise_start_steps_equal_at_30_steps_on_a_fine_ramp(comfy, sampling, s
 
 
 @pytest.mark.parametrize("scheduler", ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform",
-                                       "linear_quadratic", "kl_optimal"])
+                                       "linear_quadratic", "kl_optimal", "beta"])
 @pytest.mark.parametrize("sampler", ["euler", "dpm_2"])
 def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, samplings, scheduler, sampler):
     """Each closed-form level is ComfyUI's element ``-(n+1)`` of the ``M``-step schedule, to float32 rounding."""
@@ -87,14 +87,39 @@ def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, sam
         got = levels(totals)
         ks = cs.KSampler(model, n, "cpu", sampler, scheduler, 1.0)
         want = torch.tensor([float(ks.calculate_sigmas(int(m))[-(n + 1)]) for m in totals], dtype=torch.float64)
+        if scheduler == "beta":   # levels are entries of the model's table: exactly ComfyUI's
+            assert torch.equal(got, want), (name, got[got != want], want[got != want])
+            continue
         # well inside the band (schedule.LEVEL_CHECK_RTOL) in which levels are recomputed by ComfyUI's code
         assert torch.allclose(got, want, rtol=core_schedule.LEVEL_CHECK_RTOL / 4, atol=0), (name, (got / want - 1).abs().max())
 
 
-def test_unknown_scheduler_and_scalar_only_sampling_fall_back(comfy, sampling, samplings, core_schedule):
+def test_unknown_and_replaced_schedulers_fall_back(comfy, sampling, samplings, core_schedule):
+    import comfy.samplers
+
     assert core_schedule.denoise_start_levels("no_such_scheduler", torch.tensor([10]), 5) is None
     ms = samplings["eps"].get_model_object("model_sampling")
-    assert sampling._denoise_levels(ms, "euler", "beta", 5) is None   # beta: ComfyUI's own code
+    replaced = {"normal": comfy.samplers.SchedulerHandler(lambda model_sampling, steps: comfy.samplers.normal_scheduler(
+        model_sampling, steps))}
+    original = comfy.samplers.SCHEDULER_HANDLERS["normal"]
+    try:   # another extension replaced ComfyUI's scheduler function: its own code decides
+        comfy.samplers.SCHEDULER_HANDLERS.update(replaced)
+        assert sampling._denoise_levels(ms, "euler", "normal", 5) is None
+    finally:
+        comfy.samplers.SCHEDULER_HANDLERS["normal"] = original
+    assert sampling._denoise_levels(ms, "euler", "normal", 5) is not None
+
+
+def test_beta_at_more_steps_than_its_distinct_timesteps_plans_as_ksampler(comfy, sampling, samplings):
+    """At 150 steps ComfyUI's beta schedule repeats a timestep and has 149 levels: KSampler(denoise) slices what
+    there is; the plan gives the start steps of that (it used to index past the schedule's start)."""
+    import comfy.samplers as cs
+
+    model = samplings["eps"]
+    assert len(cs.KSampler(model, 150, "cpu", "euler", "beta", 1.0).calculate_sigmas(150)) == 150
+    fast, reference = _both(sampling, model, "euler", "beta", 150, 1.0, torch.tensor([0.995, 0.99, 0.5, 0.1]))
+    assert torch.equal(fast, reference)
+    assert fast.flatten().tolist() == reference.flatten().tolist() and bool(torch.isfinite(fast).all())
 
 
 def test_timestep_and_step_modes_unchanged_by_the_closed_form(comfy, sampling, samplings):

@@ -187,6 +187,31 @@ def test_patch_with_stock_samplers_equals_the_differential_ksampler(comfy, cw, w
     assert torch.equal(custom, ours)
 
 
+@pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])
+def test_the_node_plans_once_and_samples_what_the_patch_samples(comfy, cw, world, dk, conds, mode, monkeypatch):
+    """The node's checks and its run share one plan (issue 10); with a latent noise mask the run plans its own.
+    Either way the result is the Apply Change Map + KSampler result (which plans inside the sampler) bit for bit."""
+    import nodes
+
+    hooks = comfy.module("nodes.hooks")
+    calls = []
+    original = hooks.start_steps
+    monkeypatch.setattr(hooks, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    apply = comfy.node("DDE_ApplyChangeMap")
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    cmap = level_map()
+    half = torch.zeros(1, 32, 32)
+    half[:, :, 16:] = 1.0
+    for latent, planned in (({"samples": src}, 1), ({"samples": src, "noise_mask": half}, 2)):
+        calls.clear()
+        ours = dk(model, latent, cmap, conds["graded"], conds["uncond"], mode=mode, steps=10)
+        assert len(calls) == planned
+        patched = apply.execute(model, cmap, mode, False, 1.0, 0.0, "normal")[0]
+        (stock,) = nodes.KSampler().sample(patched, 0, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], latent)
+        assert torch.equal(stock["samples"], ours)
+
+
 def test_patch_chains_an_existing_mask_function_and_both_act(comfy, cw, world, conds):
     import nodes
 

@@ -170,19 +170,9 @@ def test_split_sampling_with_skipping_equals_one_unskipped_pass(comfy, cw, world
 
 def _scalar_reads(fn) -> int:
     """How many tensor -> Python scalar reads (``.item()``, ``float(t)``, ``bool(t)``: a sync on a GPU) ``fn`` makes."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from dde_world.probes import host_reads
 
-    count = [0]
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if "_local_scalar_dense" in str(func):
-                count[0] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        fn()
-    return count[0]
+    return len(host_reads(fn)[1])
 
 
 @pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])

@@ -59,6 +59,53 @@ def test_denoise_mode_matches_a_brute_force_definition(sch):
     assert len(set(calls)) == len(calls) and max(calls) == int(n / 0.03)  # memoised, only the M the map needs
 
 
+def _beta_schedule_brute_force(table, steps, ppf):
+    """ComfyUI's beta_scheduler, literally (float64, rint half to even), with ``ppf`` for the distribution's quantiles."""
+    t_count = table.numel() - 1
+    x = 1.0 - torch.arange(steps, dtype=torch.float64) * (1.0 / steps)
+    ts = torch.round(ppf(x) * t_count)
+    out, last = [], -1.0
+    for t in ts.tolist():
+        if t != last:
+            out.append(float(table[int(t)]))
+        last = t
+    return out + [0.0]
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 2.0])
+def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(sch, power):
+    """Element -(j + 1) of the beta schedule from CDF boundary counts equals the literal schedule's.
+
+    ``x ** power`` stands in for the Beta distribution (monotone CDF on 0..1, quantile ``x ** (1/power)``);
+    power 1 with an odd table puts grid points exactly on rounding boundaries (x T = t + 1/2), where the
+    quantile decides; power 2 makes the low end flat, so long schedules repeat timesteps there.
+    """
+    table = torch.linspace(14.6, 0.03, 1000, dtype=torch.float32).flip(0).contiguous()   # T = 999, ascending levels
+    cdf = lambda p: p ** power
+    ppf = lambda x: x ** (1.0 / power)
+    steps = torch.tensor([1, 2, 3, 4, 7, 10, 30, 31, 150, 151, 333, 999, 1000, 1998, 4000])
+    for j in (1, 2, 7, 30, 150):
+        got = sch.beta_start_levels(table, steps, j, cdf, ppf)
+        for s, level in zip(steps.tolist(), got.tolist()):
+            sched = _beta_schedule_brute_force(table, s, ppf)
+            if len(sched) < j + 1:   # fewer distinct timesteps than asked: left to ComfyUI's own code
+                assert math.isnan(level), (s, j)
+            else:
+                assert level == sched[-(j + 1)], (power, s, j)
+
+
+def test_beta_levels_on_exact_ties_follow_rint_half_to_even(sch):
+    """Grid points on a rounding boundary: the quantile and rint decide, bit for bit as ComfyUI computes them."""
+    table = torch.arange(4, dtype=torch.float32)   # T = 3, table[t] = t
+    ident = lambda x: x
+    # S = 2: x = 1/2 exactly, 1.5 -> 2 (half to even). S = 6: 1 - 5 * (1/6) = 0.16666666666666674 in float64,
+    # so 3 x = 0.5000000000000002 -> 1 (not 0), and 1 - 3 * (1/6) = 0.5 -> 1.5 -> 2
+    assert _beta_schedule_brute_force(table, 2, ident) == [3.0, 2.0, 0.0]
+    assert _beta_schedule_brute_force(table, 6, ident) == [3.0, 2.0, 1.0, 0.0]
+    assert sch.beta_start_levels(table, torch.tensor([2, 6]), 1, ident, ident).tolist() == [2.0, 1.0]
+    assert sch.beta_start_levels(table, torch.tensor([2, 6]), 2, ident, ident).tolist() == [3.0, 2.0]
+
+
 def test_denoise_scale_multiplies_the_map(sch):
     n = 8
     full = lambda m: [10.0 * (1 - i / m) for i in range(m)] + [0.0]

@@ -72,6 +72,17 @@ def test_schedule_preview_warns_when_greys_collapse(server):
     assert "Change Map Schedule Preview: steps: 1 step renders" in server.log()
 
 
+def test_schedule_preview_alone_is_a_complete_prompt(server):
+    """A preview shows its picture on itself: queued with no node after it, it runs (an output node)."""
+    g = G()
+    model = [g.add("DDETest_AnalyticModel", family="eps"), 0]
+    sched = g.add("DDE_SchedulePreview", model=model, change_map=g.tensor("1,256,256", "ramp"), steps=4,
+                  sampler_name="euler", scheduler="normal", denoise=1.0, mode="step", invert=False)
+    history = run(server, g)
+    assert history["outputs"][sched]["dde_overlay"][0]["label"] == (
+        "4 steps render at most 5 distinct strengths; this map gets 4.")
+
+
 def test_diffedit_with_the_same_prompt_twice_says_there_is_nothing_to_find(server):
     g = G().base()
     g.ref = g.query   # the reference is the query itself

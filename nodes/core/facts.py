@@ -76,4 +76,5 @@ def render_levels(strength_map: torch.Tensor, free: torch.Tensor, n_steps: int) 
 
 
 def has_grey(maps: torch.Tensor) -> bool:
-    return bool(((maps > 0) & (maps < 1)).any())
+    """Whether maps with values in 0..1 hold any value strictly between 0 and 1."""
+    return bool(maps.frac().any())   # frac(x) = x for 0 <= x < 1 and 0 for x = 1: nonzero exactly on greys

@@ -38,9 +38,9 @@ def as_maps(mask, input_name: str) -> torch.Tensor:
     elif not mask.is_floating_point():
         raise InputError(input_name, "a floating-point MASK (0..1)", describe(mask))
     mask = mask.to(torch.float32)
-    bad = ~torch.isfinite(mask)
-    if bool(bad.any()):
-        raise InputError(input_name, "finite values in 0..1", f"{int(bad.sum())} NaN or infinite values")
+    if not bool(torch.isfinite(mask.sum(dtype=torch.float64))):   # one pass; float64 cannot overflow on finite float32
+        bad = int((~torch.isfinite(mask)).sum())
+        raise InputError(input_name, "finite values in 0..1", f"{bad} NaN or infinite values")
     return mask.clamp(0.0, 1.0)
 
 

@@ -89,7 +89,9 @@ def timestep_thresholds(timesteps: Sequence[float], ts_from: float, ts_to: float
 
 #: ComfyUI schedulers whose start level :func:`denoise_start_levels` computes in closed form
 KNOWN_SCHEDULERS = ("normal", "sgm_uniform", "karras", "exponential", "simple", "ddim_uniform", "linear_quadratic",
-                    "kl_optimal")
+                    "kl_optimal", "beta")
+#: a grid point of the ``beta`` schedule this close (in grid steps) to a rounding boundary is decided by the quantile
+BETA_GRID_TOL = 1e-6
 #: a closed-form level this close (relative) to a decision boundary is recomputed by the exact fallback
 LEVEL_CHECK_RTOL = 4e-6
 
@@ -104,7 +106,9 @@ def _linspace_at(start: float, end: float, count: torch.Tensor, pos: torch.Tenso
 def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, discard_penultimate: bool = False, *,
                          table: torch.Tensor | None = None, sigma_min: float = 0.0, sigma_max: float = 1.0,
                          t_max: float = 0.0, t_min: float = 0.0, zero_end: bool = False,
-                         sigma_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor | None:
+                         sigma_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         beta_cdf: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         beta_ppf: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor | None:
     """KSampler's first noise level for ``n_steps`` steps at ``int(n_steps / denoise) == M``, for every ``M`` in ``totals``.
 
     That is element ``-(n_steps + 1)`` of ComfyUI's ``M``-step schedule (``M + 1`` steps with the
@@ -113,10 +117,12 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
     passed in as tensors and numbers: ``table`` (its ``sigmas`` table), ``sigma_min``/``sigma_max``,
     ``t_max``/``t_min`` (``timestep(sigma_max)``/``timestep(sigma_min)``), ``zero_end`` (``sigma(t_min)``
     is 0, the ``normal`` scheduler then drops its appended 0) and ``sigma_fn`` (its vectorised
-    ``sigma(timestep)``). Float64 maths rounded to float32 as ComfyUI's schedules are: equal to
-    ComfyUI's levels up to float32 rounding (the caller recomputes levels that land within
-    :data:`LEVEL_CHECK_RTOL` of a decision). Returns float64 levels, or ``None`` for a scheduler it
-    does not know (or a schedule too short, where ComfyUI's own code decides what happens).
+    ``sigma(timestep)``), ``beta_cdf``/``beta_ppf`` (the ``beta`` scheduler's distribution, float64 in
+    and out; see :func:`beta_start_levels`). Float64 maths rounded to float32 as ComfyUI's schedules
+    are: equal to ComfyUI's levels up to float32 rounding (the caller recomputes levels that land
+    within :data:`LEVEL_CHECK_RTOL` of a decision, and levels returned as NaN). Returns float64
+    levels, or ``None`` for a scheduler it does not know (or a schedule too short, where ComfyUI's own
+    code decides what happens).
     """
     m = totals.to(torch.int64).flatten().cpu()
     if m.numel() == 0 or bool((m < n_steps).any()) or n_steps < 1:
@@ -153,6 +159,10 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
         x = torch.where(i < lin, i * thr / lin, q_coef * (i ** 2) + l_coef * i + const)
         x = torch.where(steps == 1, torch.zeros_like(x), x)
         out = (1.0 - x).to(torch.float32) * torch.tensor(float(sigma_max), dtype=torch.float32)
+    elif scheduler == "beta":
+        if table is None or beta_cdf is None or beta_ppf is None:
+            return None
+        out = beta_start_levels(table, steps, n_steps + d, beta_cdf, beta_ppf)
     elif scheduler in ("simple", "ddim_uniform"):
         if table is None:
             return None
@@ -177,6 +187,49 @@ def denoise_start_levels(scheduler: str, totals: torch.Tensor, n_steps: int, dis
     else:
         return None
     return out.to(torch.float64)
+
+
+def beta_start_levels(table: torch.Tensor, steps: torch.Tensor, j: int, cdf: Callable[[torch.Tensor], torch.Tensor],
+                      ppf: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Level ``j`` from the end (1 = the last before the final 0) of ComfyUI's ``beta`` schedule of each ``steps``.
+
+    ComfyUI's ``beta_scheduler`` takes ``x_i = 1 - i / S`` (``i < S``), ``t_i = rint(ppf(x_i) T)`` on the
+    model's ``T + 1``-entry table, drops repeated ``t`` and appends 0. The ``t_i`` fall as ``i`` grows,
+    so the level wanted is ``table[D_j]``, ``D_j`` the ``j``-th smallest distinct ``t_i``. Instead of
+    ``S`` quantiles per schedule this counts, for every boundary ``(t + 1/2) / T`` between two timesteps,
+    the grid points below it: ``x_i < c_t = cdf((t + 1/2) / T)`` iff ``i > S (1 - c_t)``; a ``t`` occurs iff
+    that count grows at ``t``. A grid point within :data:`BETA_GRID_TOL` grid steps of a boundary
+    (where the rounding could go either way, e.g. ``x = 1/2`` of a symmetric distribution) gets its
+    ``t_i`` from ``ppf`` itself, as ComfyUI computes it. ``cdf``/``ppf``: the scheduler's Beta
+    distribution, float64 tensors in and out. Schedules with fewer than ``j`` distinct ``t`` get NaN
+    (the caller asks ComfyUI's code). float32 table levels, as float64.
+    """
+    tab = table.detach().flatten().to("cpu", torch.float32)
+    t_count = int(tab.numel()) - 1
+    s = steps.to(torch.int64).flatten().cpu()
+    if t_count < 1 or s.numel() == 0:
+        return torch.full(s.shape, math.nan, dtype=torch.float64)
+    bounds = (torch.arange(t_count, dtype=torch.float64) + 0.5) / t_count
+    c = cdf(bounds).to("cpu", torch.float64).reshape(1, -1)                        # (1, T)
+    if not bool(torch.isfinite(c).all()):
+        return torch.full(s.shape, math.nan, dtype=torch.float64)
+    s_col = s.reshape(-1, 1)
+    pos = s_col.to(torch.float64) * (1.0 - c)                                        # (u, T)
+    below = s_col - 1 - torch.floor(pos).to(torch.int64)                             # grid points with t_i <= t
+    near = (pos - torch.round(pos)).abs() < BETA_GRID_TOL
+    if bool(near.any()):   # decide those grid points as ComfyUI does: t_i = rint(ppf(1 - i * (1 / S)) T)
+        rows, cols = near.nonzero(as_tuple=True)
+        i0 = torch.round(pos[rows, cols])
+        x = 1.0 - i0 * (1.0 / s[rows].to(torch.float64))
+        t_exact = torch.round(ppf(x).to("cpu", torch.float64) * t_count)             # half to even, as numpy.rint
+        below[rows, cols] = s[rows] - 1 - i0.to(torch.int64) + (t_exact <= cols).to(torch.int64)
+    below = torch.minimum(below.clamp(min=0), s_col)
+    below = torch.cat([below, s_col], dim=1)                                          # t = T: every grid point
+    grows = torch.diff(below, dim=1, prepend=torch.zeros_like(below[:, :1])) > 0
+    distinct = torch.cumsum(grows.to(torch.int64), dim=1)                             # distinct t_i <= t
+    d_j = (distinct < j).sum(dim=1)                                                   # the first t with j of them
+    level = tab[d_j.clamp(max=t_count)].to(torch.float64)
+    return torch.where(distinct[:, -1] < j, torch.full_like(level, math.nan), level)
 
 
 def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: Callable[[int], float],
@@ -242,6 +295,8 @@ def _checked_levels(fast: torch.Tensor, uniq: torch.Tensor, targets: torch.Tenso
 def _free_counts(levels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per step, the binary search of :func:`_free_counts_lazy`, vectorised over the steps."""
     u = int(levels.numel())
+    if u and bool((levels[1:] <= levels[:-1]).all()):   # non-increasing (ComfyUI's schedulers): one search does it
+        return u - torch.searchsorted(torch.flip(levels, dims=[0]).contiguous(), targets.contiguous(), right=False)
     lo = torch.zeros(targets.shape, dtype=torch.int64)
     hi = torch.full(targets.shape, u, dtype=torch.int64)
     for _ in range(u.bit_length() + 1):

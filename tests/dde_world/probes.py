@@ -52,9 +52,16 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a & b).sum() / union) if union > 0 else 1.0
 
 
+#: ops that copy a tensor's value into a Python scalar (a device sync on a GPU). The mode sees the outermost op
+#: only: ``.item()`` / ``float(t)`` / ``bool(t)`` arrive as ``item`` / ``is_nonzero`` under inference mode and as
+#: ``_local_scalar_dense`` outside it, so each read is counted once either way.
+SCALAR_READS = ("aten._local_scalar_dense.default", "aten.item.default", "aten.is_nonzero.default")
+
+
 def host_reads(fn) -> tuple[list[str], list[str]]:
     """Run ``fn()`` recording every torch op: ``(ops, reads)``, ``reads`` the ops that copy a value back to the
-    host (``.item()``, a Python scalar: a device sync on a GPU)."""
+    host (:data:`SCALAR_READS`). Reading a CPU tensor's memory without an op (``.tolist()``, ``.numpy()``) is not
+    seen; on a GPU those start with a device copy, which is."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     ops = []
@@ -66,4 +73,4 @@ def host_reads(fn) -> tuple[list[str], list[str]]:
 
     with Record():
         fn()
-    return ops, [op for op in ops if "_local_scalar_dense" in op or op.endswith(".item")]
+    return ops, [op for op in ops if op in SCALAR_READS]
