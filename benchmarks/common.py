@@ -195,8 +195,11 @@ def conditioning(kind: str, seed: int):
     return [[torch.randn(1, 77, 768, generator=gen) * 0.5, {"pooled_output": torch.zeros(1, 768)}]]
 
 
-def near_free_model():
-    """A real ComfyUI MODEL whose network costs almost nothing (predicts zero noise): the hooks' own cost shows."""
+def near_free_model(kind: str = "plain"):
+    """A real ComfyUI MODEL whose network costs almost nothing (predicts zero noise): the hooks' own cost shows.
+
+    ``kind``: ``"plain"``; ``"inpaint"`` (an inpainting model: mask and masked-image channels concatenated to its
+    input); ``"per_token"`` (told the denoise mask, as LTXV / Wan 2.2 are for per-token timesteps)."""
     import torch
 
     import comfy.latent_formats
@@ -212,7 +215,7 @@ def near_free_model():
             self.register_buffer("anchor", torch.zeros(1))
 
         def forward(self, x, timesteps, context=None, **kwargs):
-            return x * self.anchor
+            return x[:, :4] * self.anchor   # an inpainting model's input carries 5 concatenated channels more
 
     class Config(comfy.supported_models_base.BASE):
         unet_config = {}
@@ -220,8 +223,20 @@ def near_free_model():
         latent_format = comfy.latent_formats.SD15
         memory_usage_factor = 0.01
 
+    class PerToken(comfy.model_base.BaseModel):
+        def extra_conds(self, **kwargs):
+            import comfy.conds
+
+            out = super().extra_conds(**kwargs)
+            if kwargs.get("denoise_mask") is not None:
+                out["denoise_mask"] = comfy.conds.CONDRegular(kwargs["denoise_mask"])
+            return out
+
     device = comfy.model_management.get_torch_device()
-    base = comfy.model_base.BaseModel(Config({}), device=device, unet_model=NearFreeNet)
+    cls = PerToken if kind == "per_token" else comfy.model_base.BaseModel
+    base = cls(Config({}), device=device, unet_model=NearFreeNet)
+    if kind == "inpaint":
+        base.set_inpaint()
     return comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=comfy.model_management.unet_offload_device())
 
 

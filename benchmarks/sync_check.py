@@ -1,7 +1,7 @@
 """Device -> host synchronisations: none in the pack's per-step code, and what a whole run adds to KSampler's.
 
 1. **Per step.** The pack's per-step functions (the step mask, the denoise-mask function, the inpaint concat
-   and per-token masks) run under ``torch.cuda.set_sync_debug_mode("error")`` on a GPU — any
+   and per-token masks; near-free plain, inpainting and per-token models, so each of them runs) run under ``torch.cuda.set_sync_debug_mode("error")`` on a GPU — any
    synchronising call raises — and, on any device, under a dispatch recorder that counts tensor -> Python
    scalar reads (``.item()``, ``float(t)``, ``bool(t)``: each a sync on a GPU). Both must stay at 0.
 2. **Per run.** Whole runs of KSampler and of the Differential KSampler in each mode at 10 and 20 steps:
@@ -70,11 +70,11 @@ def cuda_sync_mode(mode: str):
 
 def instrument_per_step(hooks, schedule):
     """Wrap the pack's per-step functions: strict sync mode on a GPU, scalar reads counted everywhere."""
-    seen = {"calls": 0, "reads": 0}
+    seen = {"calls": {}, "reads": 0}
 
-    def strict(fn):
+    def strict(name, fn):
         def inner(*args, **kwargs):
-            seen["calls"] += 1
+            seen["calls"][name] = seen["calls"].get(name, 0) + 1
             with cuda_sync_mode("error"), Reads() as r:
                 out = fn(*args, **kwargs)
             seen["reads"] += r.count
@@ -84,9 +84,9 @@ def instrument_per_step(hooks, schedule):
     originals = {name: getattr(hooks, name) for name in (*PER_STEP, "_mask_function")}
     mask = schedule.DifferentialRun.mask
     for name in PER_STEP:
-        setattr(hooks, name, strict(originals[name]))
-    schedule.DifferentialRun.mask = strict(mask)
-    hooks._mask_function = lambda run, previous: strict(originals["_mask_function"](run, previous))
+        setattr(hooks, name, strict(name, originals[name]))
+    schedule.DifferentialRun.mask = strict("DifferentialRun.mask", mask)
+    hooks._mask_function = lambda run, previous: strict("mask_function", originals["_mask_function"](run, previous))
 
     def undo():
         for name, fn in originals.items():
@@ -157,19 +157,29 @@ def check(env) -> bool:
             if name != "KSampler" and added[0] != added[1]:
                 print(f"  FAIL: {name} mode adds more at 20 steps than at 10")
                 ok = False
+        # the per-step code on three models: plain, inpainting (concat mask), told the denoise mask (per-token)
+        models = {kind: common.near_free_model(kind) for kind in ("plain", "inpaint", "per_token")}
+        for m in models.values():   # warm-up outside the strict mode (model load)
+            dk.execute(m, 0, 4, 5.0, "euler", "normal", cond, neg, latent, 1.0, cmap, "step", False, 1.0, 0.0)
         seen, undo = instrument_per_step(hooks, schedule)
-        error = None
+        errors = []
         try:
-            for mode in ("step", "denoise", "timestep"):
-                pack(mode, 20)()
-        except RuntimeError as e:   # strict CUDA sync mode raises on a synchronising call
-            error = e
+            for kind, m in models.items():
+                for mode in ("step", "denoise", "timestep"):
+                    try:
+                        dk.execute(m, 0, 20, 5.0, "euler", "normal", cond, neg, latent, 1.0, cmap, mode, False, 1.0, 0.0)
+                    except RuntimeError as e:   # strict CUDA sync mode raises on a synchronising call
+                        errors.append(f"{kind}/{mode}: {e}")
         finally:
             undo()
-    print(f"  per-step code: {seen['calls']} calls, {seen['reads']} scalar reads"
-          + ((", strict CUDA sync mode: " + ("no error" if error is None else f"ERROR {error}")) if common.DEVICE == "cuda" else ""))
-    if seen["calls"] == 0 or seen["reads"] or error is not None:
-        print("  FAIL: the per-step code synchronised or read a value back to the host (or never ran)")
+    calls = ", ".join(f"{name} {n}" for name, n in sorted(seen["calls"].items()))
+    print(f"  per-step code ({calls} calls): {seen['reads']} scalar reads"
+          + ((", strict CUDA sync mode: " + ("no error" if not errors else "ERRORS " + "; ".join(errors)))
+             if common.DEVICE == "cuda" else ""))
+    missing = [name for name in (*PER_STEP, "DifferentialRun.mask", "mask_function") if not seen["calls"].get(name)]
+    if missing or seen["reads"] or errors:
+        print("  FAIL: the per-step code synchronised or read a value back to the host"
+              + (f"; never ran: {', '.join(missing)}" if missing else ""))
         ok = False
     return ok
 

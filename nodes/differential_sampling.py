@@ -88,6 +88,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
     if carry is not None:
         sampler = _continue_from(latent_image, sampler)
 
+    leftover = float(sigmas[-1]) != 0.0   # read before sampling: uni_pc rewrites a final 0 in place
     samples = comfy.sample.sample_custom(
         patched, noise, cfg, sampler, sigmas, positive, negative, original, noise_mask=latent.get("noise_mask"),
         callback=latent_preview_callback(model, len(sigmas) - 1), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
@@ -95,6 +96,6 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
     out = latent.copy()
     out["samples"] = samples
     out.pop(CARRY_KEY, None)
-    if float(sigmas[-1]) != 0.0:
+    if leftover:
         out[CARRY_KEY] = {"original": original, "noise": noise, "seed": seed}
     return out

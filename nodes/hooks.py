@@ -84,6 +84,7 @@ class Planned:
     latent_shape: tuple
     settings: tuple            # (steps, sampler_name, scheduler, denoise)
     run: schedule.DifferentialRun
+    sigmas: torch.Tensor       # KSampler's schedule for the settings, as ComfyUI made it (dtype included)
 
 
 def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
@@ -193,18 +194,18 @@ def fraction_thresholds(spec: ChangeMapSpec, sigmas: torch.Tensor, patcher) -> t
 
 def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor, noise_mask, device) -> schedule.DifferentialRun:
     """Fit the map to the latent, combine it with a latent noise mask, compute start steps."""
-    try:
-        g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.input_name)
-    except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
-        raise error.at(spec.node) from None
-    if noise_mask is not None:
-        g = g * noise_mask[:, :1].to(g.device, torch.float32)
     whole = spec.global_sigmas if spec.global_sigmas is not None else sigmas
     full = whole.detach().to("cpu", torch.float32).clone()   # some samplers (uni_pc) edit sigmas in place
     known = spec.planned
     if (known is not None and noise_mask is None and known.latent_shape == tuple(latent_shape)
             and torch.equal(known.run.sigmas, full)):
         return _run_on(known.run, device)   # the node planned this very run before sampling
+    try:
+        g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.input_name)
+    except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
+        raise error.at(spec.node) from None
+    if noise_mask is not None:
+        g = g * noise_mask[:, :1].to(g.device, torch.float32)
     g = g.cpu()
     start = start_steps(spec, g, full, patcher)
     if spec.fractional:
@@ -249,9 +250,15 @@ def plan(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: str
             and known.settings == _settings(steps, sampler_name, scheduler, denoise)):
         return known.run
     full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
+    return _plan_on(model, spec, latent_shape, full, sampler_name, scheduler, denoise)
+
+
+def _plan_on(model, spec: ChangeMapSpec, latent_shape, full: torch.Tensor, sampler_name: str, scheduler: str,
+             denoise: float) -> schedule.DifferentialRun:
     if full.numel() < 2:   # denoise 0: nothing is sampled, nothing changes
         full = torch.zeros(1)
-    spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)))
+    spec = dataclasses.replace(spec, global_sigmas=full, reference=Reference(sampler_name, scheduler, float(denoise)),
+                               planned=None)
     return prepare_run(spec, model, latent_shape, full, None, "cpu")
 
 
@@ -259,21 +266,22 @@ def planned(model, spec: ChangeMapSpec, latent_shape, steps: int, sampler_name: 
             denoise: float = 1.0) -> ChangeMapSpec:
     """``spec`` carrying its plan for these settings: a node's checks and its run then plan once.
 
-    The run reuses the plan only when it samples this latent shape and schedule without a latent
-    noise mask (``prepare_run`` checks); otherwise it plans as usual.
+    ``latent_shape``: the shape the sampler will see (after ComfyUI's fix of empty latents). The run
+    reuses the plan only when it samples that shape and schedule without a latent noise mask
+    (``prepare_run`` checks); otherwise it plans as usual.
     """
-    run = plan(model, dataclasses.replace(spec, planned=None), latent_shape, steps, sampler_name, scheduler, denoise)
+    full = ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
+    run = _plan_on(model, spec, latent_shape, full, sampler_name, scheduler, denoise)
     return dataclasses.replace(spec, planned=Planned(tuple(latent_shape), _settings(steps, sampler_name, scheduler, denoise),
-                                                     run))
+                                                     run, full))
 
 
 def schedule_for(model, spec: ChangeMapSpec, steps: int, sampler_name: str, scheduler: str,
                  denoise: float = 1.0) -> torch.Tensor:
     """KSampler's whole schedule for these settings on the CPU (a copy of the planned one when ``spec`` has it)."""
     known = spec.planned
-    if known is not None and known.settings == _settings(steps, sampler_name, scheduler, denoise) \
-            and known.run.sigmas.numel() > 1:
-        return known.run.sigmas.clone()
+    if known is not None and known.settings == _settings(steps, sampler_name, scheduler, denoise):
+        return known.sigmas.clone()
     return ksampler_sigmas(model, steps, sampler_name, scheduler, denoise, device="cpu")
 
 

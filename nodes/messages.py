@@ -83,7 +83,7 @@ def levels_line(found: facts.Levels) -> str:
 
 
 def collapse(node: str, found: facts.Levels) -> list[str]:
-    if not found.collapsed:
+    if not found.collapsed or found.n_steps < 1:   # no step at all (denoise 0): nothing changes, nothing to say
         return []
     return _log(node, [f"steps: {levels_line(found)} {found.to_keep + found.to_full} of the map's {found.grey} grey "
                        f"latent cells become 0 (kept: {found.to_keep}) or 1 (changed fully: {found.to_full}). "

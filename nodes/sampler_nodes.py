@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+import comfy.sample
 import comfy.samplers
 
 from . import differential_sampling, hooks, messages, overlays
@@ -34,9 +35,17 @@ def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="no
                                   prefill=prefill, prefill_above=float(prefill_above))
 
 
+def _planned(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0):
+    """``spec`` with its plan, made once for the node's checks and its run (a latent noise mask: the run plans its own)."""
+    if latent_image.get("noise_mask") is not None:
+        return spec
+    samples = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])   # the shape the sampler sees
+    return hooks.planned(model, spec, tuple(samples.shape), steps, sampler_name, scheduler, denoise)
+
+
 def _messages(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
     """What the node says on itself: a stretched map, greys the steps cannot render."""
-    shape = tuple(latent_image["samples"].shape)
+    shape = spec.planned.latent_shape if spec.planned is not None else tuple(latent_image["samples"].shape)
     return (messages.stretch(spec.node, "change_map", spec.maps, shape)
             + messages.sampler_levels(spec.node, model, spec, shape, steps, sampler_name, scheduler, denoise))
 
@@ -74,7 +83,7 @@ class DifferentialKSampler(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
-        spec = hooks.planned(model, spec, tuple(latent_image["samples"].shape), steps, sampler_name, scheduler, denoise)
+        spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
         warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
         out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
                                                         negative, latent_image, spec, denoise=denoise)
@@ -119,7 +128,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
         _check_sampling_inputs(positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
                      fractional, prefill, prefill_above)
-        spec = hooks.planned(model, spec, tuple(latent_image["samples"].shape), steps, sampler_name, scheduler)
+        spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler)
         warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
         out = differential_sampling.differential_sample(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,

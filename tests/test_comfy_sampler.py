@@ -212,6 +212,60 @@ def test_the_node_plans_once_and_samples_what_the_patch_samples(comfy, cw, world
         assert torch.equal(stock["samples"], ours)
 
 
+def test_the_plan_is_made_for_the_latent_the_sampler_sees(comfy, monkeypatch):
+    """An empty 4-channel latent on a 16-channel model (SD3), or a 4-D one on a video model (Wan): ComfyUI fixes
+    the latent before sampling; the node plans for the fixed latent, once."""
+    from dde_world import families as F
+
+    hooks = comfy.module("nodes.hooks")
+    calls = []
+    original = hooks.start_steps
+    monkeypatch.setattr(hooks, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    cmap = level_map(8, 8, 8)
+    for name in ("sd3", "wan21"):
+        f = F.build(name)
+        calls.clear()
+        out = comfy.run_node("DDE_DifferentialKSampler", model=f.model, seed=0, steps=4, cfg=1.0, sampler_name="euler",
+                             scheduler="normal", positive=f.positive, negative=f.negative,
+                             latent_image={"samples": torch.zeros(1, 4, 8, 8)}, denoise=1.0, change_map=cmap, mode="step",
+                             invert=False, strength=1.0, softness=0.0)[0]["samples"]
+        assert tuple(out.shape) == tuple(F.latent_shape(name)) and len(calls) == 1, (name, out.shape, len(calls))
+
+
+def test_a_scheduler_of_float64_levels_still_gives_ksamplers_result(comfy, cw, world, dk, conds):
+    """The run samples ComfyUI's own schedule (its dtype too), not the plan's float32 copy of it."""
+    import comfy.samplers as cs
+    import nodes
+
+    def float64_karras(model_sampling, steps):
+        return cs.k_diffusion_sampling.get_sigmas_karras(steps, float(model_sampling.sigma_min),
+                                                         float(model_sampling.sigma_max)).to(torch.float64)
+
+    model = cw.make_model(world, "eps")
+    src = world.latent(0)
+    cs.SCHEDULER_HANDLERS["dde_test_float64"] = cs.SchedulerHandler(float64_karras)
+    cs.SCHEDULER_NAMES.append("dde_test_float64")   # how an extension adds a scheduler (KSampler.SCHEDULERS is this list)
+    try:
+        assert cs.KSampler(model, 6, "cpu", "euler", "dde_test_float64", 1.0).sigmas.dtype == torch.float64
+        ours = dk(model, src, torch.ones(1, 256, 256), conds["graded"], conds["uncond"], steps=6, scheduler="dde_test_float64")
+        (ks,) = nodes.KSampler().sample(model, 0, 6, 1.0, "euler", "dde_test_float64", conds["graded"], conds["uncond"],
+                                        {"samples": src})
+    finally:
+        del cs.SCHEDULER_HANDLERS["dde_test_float64"]
+        cs.SCHEDULER_NAMES.remove("dde_test_float64")
+    assert torch.equal(ours, ks["samples"])
+
+
+@pytest.mark.parametrize("sampler", ["uni_pc", "uni_pc_bh2"])
+def test_a_whole_run_with_uni_pc_returns_no_leftover_noise(comfy, cw, world, dk, conds, sampler):
+    """uni_pc rewrites the schedule's final 0 in place while sampling; the node reads it before (the output used to
+    carry a 'continue me' marker that a following Advanced node with add_noise disabled would act on)."""
+    hooks = comfy.module("nodes.hooks")
+    out = dk(cw.make_model(world, "eps"), world.latent(0), level_map(), conds["graded"], conds["uncond"], steps=6,
+             sampler=sampler, full=True)
+    assert set(out) == {"samples"} and hooks.CARRY_KEY not in out
+
+
 def test_patch_chains_an_existing_mask_function_and_both_act(comfy, cw, world, conds):
     import nodes
 

@@ -72,6 +72,14 @@ def test_schedule_preview_warns_when_greys_collapse(server):
     assert "Change Map Schedule Preview: steps: 1 step renders" in server.log()
 
 
+def test_denoise_zero_changes_nothing_and_says_nothing_about_steps(server):
+    g = G().base()
+    zero = g.dk(g.tensor("1,256,256", "ramp"), steps=8, denoise=0.0)
+    g.report(zero)
+    history = run(server, g)
+    assert said(history, zero[0]) == []   # it used to count every grey cell twice ("2048 of the map's 1024 ...")
+
+
 def test_schedule_preview_alone_is_a_complete_prompt(server):
     """A preview shows its picture on itself: queued with no node after it, it runs (an output node)."""
     g = G()
