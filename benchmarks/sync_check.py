@@ -155,7 +155,7 @@ def check(env) -> bool:
             added_text = " / ".join("/".join(str(v) for v in (d if cuda else d[1:])) for d in added)
             print(f"  {name:<10} {text[0]:>10} {text[1]:>10}   {added_text}")
             if name != "KSampler" and added[0] != added[1]:
-                print(f"  FAIL: {name} mode adds more at 20 steps than at 10")
+                print(f"  FAIL: {name} mode adds a different number at 20 steps than at 10 (a per-step read)")
                 ok = False
         # the per-step code on three models: plain, inpainting (concat mask), told the denoise mask (per-token)
         models = {kind: common.near_free_model(kind) for kind in ("plain", "inpaint", "per_token")}
