@@ -118,8 +118,7 @@ def test_beta_at_more_steps_than_its_distinct_timesteps_plans_as_ksampler(comfy,
     model = samplings["eps"]
     assert len(cs.KSampler(model, 150, "cpu", "euler", "beta", 1.0).calculate_sigmas(150)) == 150
     fast, reference = _both(sampling, model, "euler", "beta", 150, 1.0, torch.tensor([0.995, 0.99, 0.5, 0.1]))
-    assert torch.equal(fast, reference)
-    assert fast.flatten().tolist() == reference.flatten().tolist() and bool(torch.isfinite(fast).all())
+    assert torch.equal(fast, reference) and bool(torch.isfinite(fast).all())
 
 
 def test_timestep_and_step_modes_unchanged_by_the_closed_form(comfy, sampling, samplings):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from dde_world.server import report
 from test_server_reliability import G, _dedit, _dmask
 
 MESSAGES = "dde_messages"
@@ -75,8 +76,9 @@ def test_schedule_preview_warns_when_greys_collapse(server):
 def test_denoise_zero_changes_nothing_and_says_nothing_about_steps(server):
     g = G().base()
     zero = g.dk(g.tensor("1,256,256", "ramp"), steps=8, denoise=0.0)
-    g.report(zero)
+    reported = g.report(zero)
     history = run(server, g)
+    assert report(history, reported)["max_abs_diff"] == 0.0   # the input latent (the scene's reference) comes back
     assert said(history, zero[0]) == []   # it used to count every grey cell twice ("2048 of the map's 1024 ...")
 
 
