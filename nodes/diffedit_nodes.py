@@ -12,7 +12,7 @@ from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, display_name, names_errors
+from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .inputs import seed_input
 
 CAT = CATEGORY + "/diffedit"
@@ -26,6 +26,7 @@ class DiffEditMask(io.ComfyNode):
             node_id="DDE_DiffEditMask",
             display_name="DiffEdit Mask",
             category=CAT,
+            **search_aliases("auto mask", "automatic mask", "prompt mask", "diffedit", "semantic mask"),
             description="Find where an edit should happen (DiffEdit): noise the picture, compare what the model predicts "
                         "for the query and for the reference over n noise draws, threshold the difference.",
             inputs=[
@@ -93,7 +94,7 @@ class DiffEditMask(io.ComfyNode):
             size = tuple(base.shape[1:3])
         else:
             size = (samples.shape[-2] * SCALE, samples.shape[-1] * SCALE)
-        diff = diffedit_sampling.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
+        diff = diffedit_sampling.estimate_heat(model, query, reference, latent, strength, n, seed, cfg, negative, batch_size)
         if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
             heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,
                                                   grow, temporal_smooth)
@@ -135,6 +136,7 @@ class DiffEditEdit(io.ComfyNode):
             node_id="DDE_DiffEditEdit",
             display_name="DiffEdit Edit",
             category=CAT,
+            **search_aliases("diffedit", "masked edit", "inversion edit", "prompt edit"),
             description="DiffEdit's edit: invert the picture deterministically to the encode ratio with the reference, "
                         "then decode with the query, keeping everything outside the mask on the inverted path. "
                         "Outside the mask the latent comes back unchanged.",
@@ -179,6 +181,7 @@ class DiffEditSamplerNode(io.ComfyNode):
             node_id="DDE_DiffEditSampler",
             display_name="DiffEdit Sampler",
             category=CAT,
+            **search_aliases("diffedit", "inversion sampler"),
             description="DiffEdit as a SAMPLER for SamplerCustomAdvanced: inverts the input latent along the given sigmas "
                         "(use DisableNoise, and a scheduler with denoise = encode ratio), then decodes with the guider, "
                         "keeping the unmasked region on the inverted path.",

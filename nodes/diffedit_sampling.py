@@ -28,8 +28,7 @@ from tqdm.auto import tqdm   # ComfyUI's console progress bars (its samplers use
 from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core.errors import InputError
-from .differential_sampling import latent_preview_callback
-from .hooks import ksampler_sigmas
+from .comfy_glue import ksampler_sigmas, latent_preview_callback, output_latent, sampled_latent
 
 
 def zero_out(conditioning):
@@ -52,11 +51,11 @@ def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
 
 
-def fitted_latent(model, samples: torch.Tensor, input_name: str = "latent") -> torch.Tensor:
-    """The latent as KSampler samples it (an empty one of the wrong channel count or dimensions fixed, as
-    ``fix_empty_latent_channels`` does), or an :class:`InputError` when it cannot fit the model at all (e.g. a
+def fitted_latent(model, latent: dict, input_name: str = "latent") -> torch.Tensor:
+    """The latent as KSampler samples it (an empty one fixed as ComfyUI's KSampler fixes it:
+    :func:`comfy_glue.sampled_latent`), or an :class:`InputError` when it cannot fit the model at all (e.g. a
     video latent for an image model), instead of a tensor-size error from inside the model."""
-    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    samples = sampled_latent(model, latent)
     fmt = model.get_model_object("latent_format")
     dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
     channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
@@ -133,13 +132,13 @@ class HeatSampler(comfy.samplers.Sampler):
         return latent_image
 
 
-def estimate_heat(model, query, reference, latent: torch.Tensor, strength: float, n: int, seed: int,
+def estimate_heat(model, query, reference, latent: dict, strength: float, n: int, seed: int,
                   cfg: float = 1.0, negative=None, batch_size: int = 0) -> torch.Tensor:
     """Mean |x0(query) - x0(reference)| over ``n`` draws and channels at latent resolution.
 
     ``(B,h,w)`` for an image latent, ``(B,T,h,w)`` for a video latent (every frame over the same draws).
     An empty latent of the wrong channel count or dimensions (e.g. ``EmptySD3LatentImage`` for Qwen-Image)
-    is fixed the way KSampler fixes it.
+    is fixed the way KSampler fixes it (``latent``: the LATENT dict).
     """
     if n < 1:
         raise InputError("n", "at least 1 noise draw", repr(n))
@@ -243,7 +242,7 @@ def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, st
     """
     if not 0.0 < encode_ratio <= 1.0:
         raise InputError("encode_ratio", "a ratio in (0, 1]", repr(encode_ratio))
-    samples = fitted_latent(model, latent["samples"])
+    samples = fitted_latent(model, latent)
     sigmas = ksampler_sigmas(model, steps, "euler", scheduler, encode_ratio)
     sampler = DiffEditSampler(mask, reference, refine)
     negative = negative if negative is not None else zero_out(query)
@@ -252,6 +251,4 @@ def edit(model, query, reference, negative, latent: dict, mask: torch.Tensor, st
                                      disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
     keep = maps_core.maps_for_latent(mask, samples.shape, "mask") <= 0
     out = torch.where(keep.to(out.device), samples.to(out.device, out.dtype), out)
-    result = latent.copy()
-    result["samples"] = out
-    return result
+    return output_latent(latent, out)

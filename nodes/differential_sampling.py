@@ -13,6 +13,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 
+from .comfy_glue import latent_preview_callback, output_latent, sampled_latent
 from .hooks import CARRY_KEY, LOG, ChangeMapSpec, Reference, patch_model, schedule_for
 
 
@@ -36,20 +37,12 @@ def _continue_from(latent: torch.Tensor, sampler):
     return comfy.samplers.KSAMPLER(continued, extra_options=sampler.extra_options, inpaint_options=sampler.inpaint_options)
 
 
-def latent_preview_callback(model, steps):
-    try:
-        import latent_preview  # ComfyUI's top-level preview module
-        return latent_preview.prepare_callback(model, steps)
-    except Exception:  # pragma: no cover - previews are optional
-        return None
-
-
 def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
                         latent: dict, spec: ChangeMapSpec, denoise: float = 1.0, add_noise: bool = True,
                         start_step: int | None = None, last_step: int | None = None,
                         return_with_leftover_noise: bool = False) -> dict:
     """KSampler / KSamplerAdvanced semantics plus a change map. Returns the output LATENT dict."""
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    latent_image = sampled_latent(model, latent)
     carry = latent.get(CARRY_KEY) if not add_noise else None
     if carry is not None and tuple(carry["original"].shape) != tuple(latent_image.shape):
         LOG.warning("%s: the latent carries a differential pass of another shape; starting a new schedule", spec.node)
@@ -72,14 +65,10 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
             sigmas[-1] = 0
     if start_step is not None and start_step > 0:
         if start_step >= len(sigmas) - 1:
-            out = latent.copy()
-            out["samples"] = latent_image
-            return out
+            return output_latent(latent, latent_image)
         sigmas = sigmas[start_step:]
     if sigmas.numel() <= 1:
-        out = latent.copy()
-        out["samples"] = latent_image
-        return out
+        return output_latent(latent, latent_image)
 
     spec = dataclasses.replace(spec, global_sigmas=full,
                                reference=Reference(sampler_name, scheduler, float(denoise)))
@@ -93,8 +82,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
         patched, noise, cfg, sampler, sigmas, positive, negative, original, noise_mask=latent.get("noise_mask"),
         callback=latent_preview_callback(model, len(sigmas) - 1), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
 
-    out = latent.copy()
-    out["samples"] = samples
+    out = output_latent(latent, samples)
     out.pop(CARRY_KEY, None)
     if leftover:
         out[CARRY_KEY] = {"original": original, "noise": noise, "seed": seed}

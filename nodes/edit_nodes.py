@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from . import overlays
 from .core import edits
-from .naming import CATEGORY, display_name, names_errors
+from .naming import CATEGORY, display_name, names_errors, search_aliases
 
 
 class ChangeMapFromEdit(io.ComfyNode):
@@ -16,6 +16,7 @@ class ChangeMapFromEdit(io.ComfyNode):
             node_id="DDE_ChangeMapFromEdit",
             display_name="Change Map from Edit",
             category=CATEGORY + "/maps",
+            **search_aliases("edit composite", "difference mask", "change detection", "what changed"),
             description="What a mask-free editor (instruction editor, img2img) changed: a perceptual (CIELAB) "
                         "difference of the picture before and after, after matching the editor's global colour "
                         "shift. Feed it to Composite Original by Change Map to keep everything else pixel-exact, or "

@@ -37,6 +37,7 @@ import comfy.samplers
 from .core import maps as maps_core
 from .core import prefill as prefill_core
 from .core import schedule
+from .comfy_glue import ksampler_sigmas
 from .core.errors import InputError
 
 WRAPPER_KEY = "dde_change_map"   # the key of this pack's wrappers on a cloned model
@@ -199,7 +200,7 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     known = spec.planned
     if (known is not None and noise_mask is None and known.latent_shape == tuple(latent_shape)
             and torch.equal(known.run.sigmas, full)):
-        return _run_on(known.run, device)   # the node planned this very run before sampling
+        return known.run.on(device)   # the node planned this very run before sampling
     try:
         g = maps_core.maps_for_latent(spec.maps, latent_shape, spec.input_name)
     except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
@@ -213,26 +214,7 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     run = schedule.DifferentialRun(start=start, strength_map=g, sigmas=full, n_steps=int(full.numel()) - 1,
                                    softness=float(spec.softness), strength=float(spec.strength),
                                    fractional=bool(spec.fractional))
-    return _run_on(run, device)
-
-
-def _run_on(run: schedule.DifferentialRun, device) -> schedule.DifferentialRun:
-    """The same run with its tensors on ``device`` (host to device copies only)."""
-    return dataclasses.replace(run, start=run.start.to(device), strength_map=run.strength_map.to(device),
-                               sigmas=run.sigmas.to(device))
-
-
-def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0,
-                    device=None) -> torch.Tensor:
-    """The schedule KSampler uses for these settings (its own code, so it always agrees).
-
-    ``device``: where the schedule is returned (default: the model's load device, as KSampler does);
-    the Differential KSampler keeps it on the CPU so reading a level never waits for the device.
-    """
-    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device if device is None else device,
-                                 sampler=sampler_name, scheduler=scheduler, denoise=denoise,
-                                 model_options=model.model_options)
-    return ks.sigmas.detach().clone()
+    return run.on(device)
 
 
 def _settings(steps: int, sampler_name: str, scheduler: str, denoise: float) -> tuple:
@@ -290,7 +272,7 @@ def _mask_function(run: schedule.DifferentialRun, previous):
 
     def mask_function(sigma, denoise_mask, extra_options):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        mask = run.mask(sigma, denoise_mask.dtype).expand(denoise_mask.shape)
+        mask = run.on(denoise_mask.device).mask(sigma.to(denoise_mask.device), denoise_mask.dtype).expand(denoise_mask.shape)
         if previous is not None:
             mask = previous(sigma, mask, extra_options)
         return mask
@@ -329,7 +311,7 @@ def _outer_sample(spec: ChangeMapSpec, executor, noise, latent_image, sampler, s
         # every pixel is free from the first step: this is KSampler's own run (no mask at all), so models
         # that read the mask (inpaint concat, per-token timesteps) are told exactly what KSampler tells them
         return executor(noise, latent_image, sampler, sigmas, None, callback, disable_pbar, seed, latent_shapes=latent_shapes)
-    run = _run_on(host_run, device)
+    run = host_run.on(device)
     options = guider.model_options  # the per-run copy made by CFGGuider.sample
     previous = options.get("denoise_mask_function")
     options["denoise_mask_function"] = _mask_function(run, previous)
@@ -439,7 +421,7 @@ def _step_mask_rows(run: schedule.DifferentialRun, x, t):
     if x.shape[0] % b or tuple(x.shape[2:]) != tuple(run.start.shape[2:]):
         return None
     chunks = x.shape[0] // b
-    mask = run.mask(t.reshape(chunks, b)[0])
+    mask = run.on(x.device).mask(t.reshape(chunks, b)[0].to(x.device))   # on x's device (a model on several GPUs)
     return mask.repeat(chunks, *([1] * (mask.ndim - 1)))
 
 

@@ -1,4 +1,4 @@
-"""Where a node's name enters: the menu category, and input errors named at the node boundary.
+"""Where a node's name enters: the menu category, search words, and input errors named at the node boundary.
 
 The core raises :class:`~.core.errors.InputError` about an input; :func:`names_errors` wraps a node's
 ``execute`` so the error the user sees names the node too ("Differential KSampler: input 'change_map'
@@ -7,11 +7,22 @@ expected …"). Node ids are written literally in each schema (``node_id="DDE_�
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+
+from comfy_api.latest import io
 
 from .core.errors import InputError
 
 CATEGORY = "differential edit"
+
+
+def search_aliases(*words: str) -> dict:
+    """``io.Schema`` keywords giving a node the extra words users search for (``search_aliases``), where the running
+    ComfyUI's Schema has that field (0.3x); nothing where it has not (v0.8.0): ``io.Schema(..., **search_aliases(…))``."""
+    if not words or "search_aliases" not in {f.name for f in dataclasses.fields(io.Schema)}:
+        return {}
+    return {"search_aliases": list(words)}
 
 
 def names_errors(execute):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-import comfy.sample
 import comfy.samplers
 
 from . import differential_sampling, hooks, messages, overlays
+from .comfy_glue import sampled_latent
 from .core import maps as maps_core
 from .core import pixels
 from .core.errors import InputError
 from .core.prefill import PREFILL
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, names_errors
+from .naming import CATEGORY, names_errors, search_aliases
 from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
                      seed_input, steps_input)
 
@@ -39,7 +39,7 @@ def _planned(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name
     """``spec`` with its plan, made once for the node's checks and its run (a latent noise mask: the run plans its own)."""
     if latent_image.get("noise_mask") is not None:
         return spec
-    samples = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])   # the shape the sampler sees
+    samples = sampled_latent(model, latent_image)   # the shape the sampler sees
     return hooks.planned(model, spec, tuple(samples.shape), steps, sampler_name, scheduler, denoise)
 
 
@@ -57,6 +57,7 @@ class DifferentialKSampler(io.ComfyNode):
             node_id="DDE_DifferentialKSampler",
             display_name="Differential KSampler",
             category=CATEGORY + "/sampling",
+            **search_aliases("differential diffusion", "soft inpainting", "variable denoise", "per-pixel denoise", "gradient mask inpaint"),
             description="KSampler with a change map: every pixel gets its own denoising strength (Differential "
                         "Diffusion). Pixels at 0 come out exactly as they went in; pixels at 1 are sampled as by KSampler.",
             inputs=[
@@ -97,6 +98,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
             node_id="DDE_DifferentialKSamplerAdvanced",
             display_name="Differential KSampler (Advanced)",
             category=CATEGORY + "/sampling",
+            **search_aliases("differential diffusion advanced", "soft inpainting", "variable denoise", "refiner split"),
             description="KSamplerAdvanced with a change map. The threshold schedule is global over all steps: two "
                         "nodes splitting the steps (base + refiner) give the same result as one pass.",
             inputs=[
@@ -144,6 +146,7 @@ class ApplyChangeMap(io.ComfyNode):
             node_id="DDE_ApplyChangeMap",
             display_name="Apply Change Map to Model",
             category=CATEGORY + "/sampling",
+            **search_aliases("differential diffusion", "soft inpainting", "variable denoise", "denoise mask"),
             description="Patch a MODEL so any sampler node (KSampler, SamplerCustomAdvanced, ...) applies this change "
                         "map. The model is cloned; a denoise-mask function already on it keeps working on top.",
             inputs=[
@@ -173,6 +176,7 @@ class CompositeByChangeMap(io.ComfyNode):
             node_id="DDE_CompositeByChangeMap",
             display_name="Composite Original by Change Map",
             category=CATEGORY + "/image",
+            **search_aliases("paste back", "soft inpainting composite", "composite original", "mask composite"),
             description="After VAE decode: put the original pixels back where the map is 0 (the VAE round trip "
                         "otherwise blurs them), blending by the map elsewhere.",
             inputs=[

@@ -7,12 +7,13 @@ from comfy_api.latest import io
 
 
 from . import differential_sampling, hooks, messages, overlays
+from .comfy_glue import DOWNSCALE_KEYS, sampled_latent
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
 from .core.schedule import free_steps
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, display_name, names_errors
+from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
@@ -37,6 +38,7 @@ class StrengthFan(io.ComfyNode):
             node_id="DDE_StrengthFan",
             display_name="Strength Fan",
             category=CAT,
+            **search_aliases("denoise sweep", "strength comparison", "denoise grid"),
             description="The paper's Strength Fan: one picture edited at k uniform strengths in one batched run (every "
                         "panel shares the same noise), decoded and laid out as a labelled grid or as one fan-shaped "
                         "picture sweeping from the first strength to the last.",
@@ -72,7 +74,8 @@ class StrengthFan(io.ComfyNode):
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
         k = len(values)
-        batch = {"samples": samples.repeat(k, *([1] * (samples.ndim - 1))), "batch_index": [0] * k}   # one noise for all
+        batch = {**{key: latent_image[key] for key in DOWNSCALE_KEYS if key in latent_image},
+                 "samples": samples.repeat(k, *([1] * (samples.ndim - 1))), "batch_index": [0] * k}   # one noise for all
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
         if samples.ndim == 5:   # video: the panel's strength on every latent frame
             maps = maps.repeat_interleave(samples.shape[2], dim=0)
@@ -97,6 +100,7 @@ class SchedulePreview(io.ComfyNode):
             node_id="DDE_SchedulePreview",
             display_name="Change Map Schedule Preview",
             category=CAT,
+            **search_aliases("change map preview", "denoise schedule preview"),
             is_output_node=True,   # a preview: it runs and shows its picture on itself without a node after it
             description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "
                         "the step at which every latent cell starts to change and its effective strength (free steps / "
@@ -126,7 +130,8 @@ class SchedulePreview(io.ComfyNode):
         node = display_name(cls)
         maps = maps_core.read_change_map(change_map, invert)
         if latent_image is not None:
-            shape = tuple(as_latent(latent_image).shape)
+            as_latent(latent_image)
+            shape = tuple(sampled_latent(model, latent_image).shape)   # the grid the sampler will see
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
         spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node)

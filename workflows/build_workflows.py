@@ -100,7 +100,8 @@ def soft_inpainting_gradient():
           dks("ks", [1180, 0])]
     l = base_links() + [["img", "IMAGE", "map", "reference"]] + sampler_links("ks")
     t = tail("ks", "map", 0, 1560, "differential_edit/soft_inpainting")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "Soft inpainting with a gradient change map (Differential Diffusion).\n\n"
         "1. Pick your checkpoint in Load Checkpoint (any SD1.5/SDXL model).\n2. Load your picture.\n"
         "3. Move the Radial Gradient's centre and radii over the region to change: white (1) = change fully, "
@@ -122,7 +123,8 @@ def diffedit_mask_edit():
         ["mask", "mask", "edit", "mask"], ["ref", 0, "edit", "reference"], ["neg", 0, "edit", "negative"],
         ["mask", "preview", "pv", "images"]]
     t = tail("edit", "mask", "mask", 1560, "differential_edit/diffedit_edit", blend="changed", feather=4)
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "DiffEdit: the mask is found automatically from two prompts.\n\n"
         "DiffEdit Mask noises the picture, compares the model's predictions for the edit prompt (positive) "
         "and the reference prompt (what the picture shows now), and thresholds the difference: the heat map "
@@ -148,7 +150,8 @@ def diffedit_semantic_differential():
         ["enc", 0, "sched", "latent_image"], ["sched", "preview", "pv", "images"],
         ["steps", 0, "ks", "steps"], ["steps", 0, "sched", "steps"]]
     t = tail("ks", "sem", 0, 1560, "differential_edit/diffedit_semantic")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "DiffEdit heat map -> semantic change map -> Differential KSampler.\n\n"
         "Instead of a hard mask, the DiffEdit heat (how much the two prompts disagree at each pixel) becomes a "
         "graded change map: out = floor + (ceiling - floor) * heat ^ gamma. Regions unrelated to the edit keep "
@@ -184,7 +187,8 @@ def depth_change_map():
           dks("ks", [1180, 0])]
     l = base_links() + [["depth", "IMAGE", "map", "depth"]] + sampler_links("ks")
     t = tail("ks", "map", 0, 1560, "differential_edit/depth_change_map")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "Change by depth: the background changes, the foreground stays.\n\n"
         "Change Map from Depth turns a depth image (white = near, e.g. from Depth Anything, MiDaS or Zoe) into a "
         "change map: change = far makes far pixels change most. Replace 'Load depth image' with your depth "
@@ -229,7 +233,8 @@ def sdxl_base_refiner_split():
          ["base_ks", 0, "ref_ks", "latent_image"], ["reroute", 0, "ref_ks", "change_map"],
          ["steps", 0, "ref_ks", "steps"], ["split", 0, "ref_ks", "start_at_step"]]
     t = tail("ref_ks", "reroute", 0, 1940, "differential_edit/sdxl_base_refiner")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 660], "SDXL base + refiner with one change map.\n\n"
         "Both Differential KSampler (Advanced) nodes use the same map, total steps and seed. The base samples steps "
         "0 to 'refiner starts at step' and returns its leftover noise; the refiner continues from there "
@@ -252,7 +257,8 @@ def flow_model_sd3():
           dks("ks", [1180, 0], mode="denoise", steps=28, cfg=4.5, scheduler="simple")]
     l = base_links() + [["ckpt", "MODEL", "msd3", "model"], ["mask", "MASK", "map", "mask"]] + sampler_links("ks", model="msd3")
     t = tail("ks", "map", 0, 1560, "differential_edit/flow_model")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "Flow models (SD3 / SD3.5, Flux): Differential KSampler with mode = denoise.\n\n"
         "In denoise mode a map value g starts where KSampler with denoise = g would start, so grey means the same "
         "strength on shifted flow schedules as on SD1.5 ('timestep' mode frees far fewer steps there).\n"
@@ -279,7 +285,8 @@ def edit_change_map():
          ["keep", "IMAGE", "enc", "pixels"]] + sampler_links("ks", change_map=("cm", 0))
     t = tail("ks", "cm", 0, 1560, "differential_edit/edit_change_map")
     t[0][1]["widgets"].update(difference_threshold=0.05)
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 920], "Keep everything an instruction editor (FLUX Kontext, Qwen-Image-Edit, "
         "InstructPix2Pix, any img2img) did not mean to change.\n\n"
         "1. Load the picture before the edit and the editor's output.\n"
@@ -302,7 +309,8 @@ def few_step_fractional():
               title="Differential KSampler (4 steps, fractional)")]
     l = base_links() + [["img", "IMAGE", "map", "reference"]] + sampler_links("ks")
     t = tail("ks", "map", 0, 1560, "differential_edit/few_step_fractional")
-    n += t[0]; l += t[1]
+    n += t[0]
+    l += t[1]
     n.append(note("note", [0, 540], "Continuous strength on few-step models (SDXL Lightning / Turbo, LCM, FLUX schnell).\n\n"
         "With N steps a change map has only N shades: a value between two step boundaries rounds down, so a "
         "gradient turns into N bands. 'fractional' gives such a value its fraction: the step before its start "

@@ -33,7 +33,7 @@ Pure torch: nothing here imports ComfyUI.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -439,6 +439,19 @@ class DifferentialRun:
     softness: float = 0.0
     strength: float = 1.0
     fractional: bool = False   # ``start`` holds real start positions (fractional_start)
+    _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def on(self, device) -> "DifferentialRun":
+        """This run with its tensors on ``device``: itself when they are there, else a copy made once per device
+        and reused (a model spread over several devices asks for its step mask on each)."""
+        device = torch.device(device)
+        if self.start.device == device:
+            return self
+        if device not in self._copies:
+            self._copies[device] = DifferentialRun(self.start.to(device), self.strength_map.to(device),
+                                                   self.sigmas.to(device), self.n_steps, self.softness, self.strength,
+                                                   self.fractional)
+        return self._copies[device]
 
     def index(self, sigma: torch.Tensor) -> torch.Tensor:
         return step_index(sigma, self.sigmas)
