@@ -33,36 +33,34 @@ print = functools.partial(print, flush=True)   # noqa: A001  progress shows when
 
 
 def planning(env, quick: bool, reference: bool):
-    import dataclasses
-
-    sampling = env.module("nodes.hooks")
+    sampling = env.module("nodes.plan")
     maps_core = env.module("nodes.core.maps")
     model = common.near_free_model()
     cmap = common.ramp(1024)
     shape = (1, 4, 128, 128)
 
-    def fast(spec, steps):
-        return lambda: sampling.plan(model, spec, shape, steps, "euler", "normal")
+    def plan(mode, steps, scheduler="normal"):   # a new ChangeMap each time: its memo would answer a repeat
+        return lambda: sampling.ChangeMap(maps=cmap, mode=mode).plan(
+            model, sampling.PlanKey.for_ksampler(model, shape, steps, "euler", scheduler))
 
-    def before(spec, steps):   # the same work with ComfyUI's schedule per distinct total (the previous implementation)
+    def before(mode, steps):   # the same work with ComfyUI's schedule per distinct total (the previous implementation)
         def run():
             full = sampling.ksampler_sigmas(model, steps, "euler", "normal", 1.0, device="cpu")
-            ref = dataclasses.replace(spec, global_sigmas=full, reference=sampling.Reference("euler", "normal", 1.0))
-            g = maps_core.maps_for_latent(spec.maps, shape, spec.input_name)
-            return sampling.start_steps(ref, g, full, model, closed_form=False)
+            g = maps_core.maps_for_latent(cmap, shape, "change_map")
+            return sampling.start_steps(mode, g, full, model, sampling.Reference("euler", "normal", 1.0),
+                                        closed_form_levels=False)
         return run
 
-    print("\n== planning: sampling.plan(), 1024x1024 diagonal ramp (128x128 latent), euler/normal, median ms")
+    print("\n== planning: ChangeMap.plan(), 1024x1024 diagonal ramp (128x128 latent), euler/normal, median ms")
     steps_list = (8, 30, 150) if quick else (8, 30, 50, 150)
     print("  steps " + "".join(f"{m:>12}" for m in ("step", "denoise", "timestep"))
           + ("   denoise before (ComfyUI per total)  before/after" if reference else ""))
     for steps in steps_list:
         row, extra = [], ""
         for mode in ("step", "denoise", "timestep"):
-            spec = sampling.ChangeMapSpec(maps=cmap, mode=mode)
-            variants = {"after": fast(spec, steps)}
+            variants = {"after": plan(mode, steps)}
             if reference and mode == "denoise" and steps <= 50:   # 150 steps the old way: minutes
-                variants["before"] = before(spec, steps)
+                variants["before"] = before(mode, steps)
             times = common.paired(variants, 3 if quick or "before" in variants else 7)
             row.append(common.median(times["after"]) * 1000)
             if "before" in variants:
@@ -75,8 +73,7 @@ def planning(env, quick: bool, reference: bool):
     print("  denoise mode, every ComfyUI scheduler, 150 steps, median ms")
     row = []
     for scheduler in schedulers:
-        spec = sampling.ChangeMapSpec(maps=cmap, mode="denoise")
-        times = common.paired({"p": lambda: sampling.plan(model, spec, shape, 150, "euler", scheduler)}, 3 if quick else 7)
+        times = common.paired({"p": plan("denoise", 150, scheduler)}, 3 if quick else 7)
         row.append(common.median(times["p"]) * 1000)
     print("  " + "".join(f"{s:>17}" for s in schedulers))
     print("  " + "".join(f"{v:>15.1f}ms" for v in row))
@@ -170,13 +167,14 @@ def fan_section(env, model, cond, neg, latent, steps, repeats, k=5):
 
     import nodes
 
-    sampling = env.module("nodes.hooks")
+    plan = env.module("nodes.plan")
     values = torch.linspace(0.2, 1.0, k)
     batch = {"samples": latent["samples"].repeat(k, 1, 1, 1), "batch_index": [0] * k}
 
-    def fan():
-        spec = sampling.ChangeMapSpec(maps=values.view(k, 1, 1), mode="step", node="Strength Fan", input_name="strengths")
-        return env.module("nodes.differential_sampling").differential_sample(model, 0, steps, 5.0, "euler", "normal", cond, neg, batch, spec)
+    def fan():   # the Strength Fan's sampling (as the node does it, without decoding)
+        cmap = plan.ChangeMap(maps=values.view(k, 1, 1), mode="step", node="Strength Fan", input_name="strengths")
+        key = plan.PlanKey.for_ksampler(model, batch["samples"].shape, steps, "euler", "normal")
+        return env.module("nodes.differential_sampling").differential_sample(model, 0, 5.0, cond, neg, batch, cmap, key)
 
     def ksampler():
         return nodes.KSampler().sample(model, 0, steps, 5.0, "euler", "normal", cond, neg, batch)

@@ -5,7 +5,7 @@ change-map hooks (``hooks.py``). Split sampling carries the original latent and 
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 
 import torch
 
@@ -14,7 +14,11 @@ import comfy.samplers
 import comfy.utils
 
 from .comfy_glue import latent_preview_callback, output_latent, sampled_latent
-from .hooks import CARRY_KEY, LOG, ChangeMapSpec, Reference, patch_model, schedule_for
+from .hooks import patch_model
+from .plan import ChangeMap, PlanKey
+
+CARRY_KEY = "dde_carry"   # a split run's original latent, its noise and seed, carried to the next part
+LOG = logging.getLogger("differential_edit")
 
 
 def _continue_from(latent: torch.Tensor, sampler):
@@ -37,15 +41,18 @@ def _continue_from(latent: torch.Tensor, sampler):
     return comfy.samplers.KSAMPLER(continued, extra_options=sampler.extra_options, inpaint_options=sampler.inpaint_options)
 
 
-def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
-                        latent: dict, spec: ChangeMapSpec, denoise: float = 1.0, add_noise: bool = True,
-                        start_step: int | None = None, last_step: int | None = None,
-                        return_with_leftover_noise: bool = False) -> dict:
-    """KSampler / KSamplerAdvanced semantics plus a change map. Returns the output LATENT dict."""
+def differential_sample(model, seed: int, cfg: float, positive, negative, latent: dict, change_map: ChangeMap,
+                        key: PlanKey, add_noise: bool = True, start_step: int | None = None,
+                        last_step: int | None = None, return_with_leftover_noise: bool = False) -> dict:
+    """KSampler / KSamplerAdvanced semantics plus a change map. Returns the output LATENT dict.
+
+    ``key``: what the run is planned for (:meth:`PlanKey.for_ksampler`: the whole schedule of the steps,
+    sampler, scheduler and denoise); the sampling hooks find the node's plan for it.
+    """
     latent_image = sampled_latent(model, latent)
     carry = latent.get(CARRY_KEY) if not add_noise else None
     if carry is not None and tuple(carry["original"].shape) != tuple(latent_image.shape):
-        LOG.warning("%s: the latent carries a differential pass of another shape; starting a new schedule", spec.node)
+        LOG.warning("%s: the latent carries a differential pass of another shape; starting a new schedule", change_map.node)
         carry = None
 
     if carry is not None:
@@ -57,8 +64,8 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
         else:
             noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    full = schedule_for(model, spec, steps, sampler_name, scheduler, denoise)
-    sigmas = full
+    full = key.schedule
+    sigmas = full.clone()
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[: last_step + 1].clone()
         if not return_with_leftover_noise:
@@ -70,10 +77,8 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
     if sigmas.numel() <= 1:
         return output_latent(latent, latent_image)
 
-    spec = dataclasses.replace(spec, global_sigmas=full,
-                               reference=Reference(sampler_name, scheduler, float(denoise)))
-    patched = patch_model(model, spec)
-    sampler = comfy.samplers.sampler_object(sampler_name)
+    patched = patch_model(model, change_map, key.reference, whole=full)
+    sampler = comfy.samplers.sampler_object(key.reference.sampler_name)
     if carry is not None:
         sampler = _continue_from(latent_image, sampler)
 

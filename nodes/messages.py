@@ -12,7 +12,6 @@ import logging
 
 import torch
 
-from . import hooks
 from .core import facts
 from .core.schedule import free_steps
 
@@ -72,7 +71,7 @@ def same_conditioning(a, b) -> bool:
 
 
 def levels_of(run) -> facts.Levels:
-    """How many strengths a planned run (``hooks.plan``) renders."""
+    """How many strengths a planned run (``plan.Plan.run``) renders."""
     return facts.render_levels(run.strength_map, free_steps(run.start, run.n_steps), run.n_steps)
 
 
@@ -90,11 +89,9 @@ def collapse(node: str, found: facts.Levels) -> list[str]:
                        f"Use more steps for graded change."])
 
 
-def sampler_levels(node: str, model, spec: hooks.ChangeMapSpec, latent_shape, steps: int, sampler_name: str,
-                   scheduler: str, denoise: float = 1.0) -> list[str]:
-    """For the sampler nodes: warn when the schedule turns the map's greys into 0 or 1 (maps without grey
-    values cost nothing here)."""
-    if not facts.has_grey(spec.maps) or len(tuple(latent_shape)) != 4:
+def sampler_levels(node: str, change_map, planned) -> list[str]:
+    """For the sampler nodes: warn when the planned schedule turns the map's greys into 0 or 1 (``planned``: the
+    change map's ``plan.Plan`` for the run; maps without grey values cost nothing here)."""
+    if not facts.has_grey(change_map.maps) or len(planned.key.latent_shape) != 4:
         return []
-    run = hooks.plan(model, spec, latent_shape, steps, sampler_name, scheduler, denoise)
-    return collapse(node, levels_of(run))
+    return collapse(node, levels_of(planned.run))

@@ -10,10 +10,9 @@ from . import differential_sampling, hooks, messages, overlays
 from .comfy_glue import sampled_latent
 from .core import maps as maps_core
 from .core import pixels
-from .core.errors import InputError
-from .core.prefill import PREFILL
 from .core.validate import as_latent, check_conditioning
-from .naming import CATEGORY, names_errors, search_aliases
+from .naming import CATEGORY, display_name, names_errors, search_aliases
+from .plan import ChangeMap, PlanKey, Reference
 from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
                      seed_input, steps_input)
 
@@ -23,31 +22,16 @@ def _check_sampling_inputs(positive, negative, latent_image):
     as_latent(latent_image)
 
 
-def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal", fractional=False,
-          prefill="original", prefill_above=0.5) -> hooks.ChangeMapSpec:
-    maps = maps_core.read_change_map(change_map, invert)
-    if prefill not in PREFILL:
-        raise InputError("prefill", "one of " + ", ".join(map(repr, PREFILL)), repr(prefill))
-    if isinstance(prefill_above, bool) or not isinstance(prefill_above, (int, float)) or not 0.0 <= prefill_above <= 1.0:
-        raise InputError("prefill_above", "a number in [0, 1]", repr(prefill_above))
-    return hooks.ChangeMapSpec(maps=maps, mode=mode, softness=softness, strength=strength, node=node,
-                                  reference=hooks.Reference(scheduler=scheduler), fractional=bool(fractional),
-                                  prefill=prefill, prefill_above=float(prefill_above))
-
-
-def _planned(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0):
-    """``spec`` with its plan, made once for the node's checks and its run (a latent noise mask: the run plans its own)."""
-    if latent_image.get("noise_mask") is not None:
-        return spec
+def _key_and_messages(node: str, change_map: ChangeMap, model, latent_image: dict, steps: int, sampler_name: str,
+             scheduler: str, denoise: float = 1.0):
+    """The run's key and plan (made once: the node's messages and its run share it), and what the node says."""
     samples = sampled_latent(model, latent_image)   # the shape the sampler sees
-    return hooks.planned(model, spec, tuple(samples.shape), steps, sampler_name, scheduler, denoise)
-
-
-def _messages(spec: hooks.ChangeMapSpec, model, latent_image, steps, sampler_name, scheduler, denoise=1.0) -> list[str]:
-    """What the node says on itself: a stretched map, greys the steps cannot render."""
-    shape = spec.planned.latent_shape if spec.planned is not None else tuple(latent_image["samples"].shape)
-    return (messages.stretch(spec.node, "change_map", spec.maps, shape)
-            + messages.sampler_levels(spec.node, model, spec, shape, steps, sampler_name, scheduler, denoise))
+    key = PlanKey.for_ksampler(model, samples.shape, steps, sampler_name, scheduler, denoise,
+                               latent_image.get("noise_mask"))
+    planned = change_map.plan(model, key)
+    warnings = (messages.stretch(node, "change_map", change_map.maps, key.latent_shape)
+                + messages.sampler_levels(node, change_map, planned))
+    return key, warnings
 
 
 class DifferentialKSampler(io.ComfyNode):
@@ -82,12 +66,10 @@ class DifferentialKSampler(io.ComfyNode):
                 change_map, mode, invert, strength, softness, fractional=False, prefill="original",
                 prefill_above=0.5) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
-        spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
-                     prefill, prefill_above)
-        spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
-        warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
-        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
-                                                        negative, latent_image, spec, denoise=denoise)
+        node = display_name(cls)
+        cmap = ChangeMap.read(change_map, mode, invert, strength, softness, fractional, prefill, prefill_above, node)
+        key, warnings = _key_and_messages(node, cmap, model, latent_image, steps, sampler_name, scheduler, denoise)
+        out = differential_sampling.differential_sample(model, seed, cfg, positive, negative, latent_image, cmap, key)
         return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
 
@@ -128,13 +110,12 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
                 softness, fractional=False, prefill="original", prefill_above=0.5) -> io.NodeOutput:
         _check_sampling_inputs(positive, negative, latent_image)
-        spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
-                     fractional, prefill, prefill_above)
-        spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler)
-        warnings = _messages(spec, model, latent_image, steps, sampler_name, scheduler)
+        node = display_name(cls)
+        cmap = ChangeMap.read(change_map, mode, invert, strength, softness, fractional, prefill, prefill_above, node)
+        key, warnings = _key_and_messages(node, cmap, model, latent_image, steps, sampler_name, scheduler)
         out = differential_sampling.differential_sample(
-            model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, spec,
-            add_noise=add_noise == "enable", start_step=start_at_step, last_step=end_at_step,
+            model, noise_seed, cfg, positive, negative, latent_image, cmap, key, add_noise=add_noise == "enable",
+            start_step=start_at_step, last_step=end_at_step,
             return_with_leftover_noise=return_with_leftover_noise == "enable")
         return io.NodeOutput(out, ui=overlays.messages_ui(warnings))
 
@@ -164,9 +145,9 @@ class ApplyChangeMap(io.ComfyNode):
     @names_errors
     def execute(cls, model, change_map, mode, invert, strength, softness, scheduler, fractional=False,
                 prefill="original", prefill_above=0.5) -> io.NodeOutput:
-        spec = _spec("Apply Change Map to Model", change_map, mode, invert, strength, softness, scheduler, fractional,
-                     prefill, prefill_above)
-        return io.NodeOutput(hooks.patch_model(model, spec))
+        cmap = ChangeMap.read(change_map, mode, invert, strength, softness, fractional, prefill, prefill_above,
+                              display_name(cls))
+        return io.NodeOutput(hooks.patch_model(model, cmap, Reference(scheduler=scheduler)))
 
 
 class CompositeByChangeMap(io.ComfyNode):

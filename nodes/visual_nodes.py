@@ -6,14 +6,15 @@ import torch
 from comfy_api.latest import io
 
 
-from . import differential_sampling, hooks, messages, overlays
+from . import differential_sampling, messages, overlays
 from .comfy_glue import DOWNSCALE_KEYS, sampled_latent
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
-from .core.schedule import free_steps
-from .core.validate import as_latent, check_conditioning
+from .core.schedule import MODES, free_steps
+from .core.validate import as_latent, check_choice, check_conditioning
 from .naming import CATEGORY, display_name, names_errors, search_aliases
+from .plan import ChangeMap, PlanKey
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
@@ -79,9 +80,9 @@ class StrengthFan(io.ComfyNode):
         maps = torch.tensor(values, dtype=torch.float32).view(k, 1, 1)
         if samples.ndim == 5:   # video: the panel's strength on every latent frame
             maps = maps.repeat_interleave(samples.shape[2], dim=0)
-        spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node, input_name="strengths")
-        out = differential_sampling.differential_sample(model, seed, steps, cfg, sampler_name, scheduler, positive,
-                                                        negative, batch, spec)
+        cmap = ChangeMap(maps=maps, mode=mode, node=node, input_name="strengths")
+        key = PlanKey.for_ksampler(model, sampled_latent(model, batch).shape, steps, sampler_name, scheduler)
+        out = differential_sampling.differential_sample(model, seed, cfg, positive, negative, batch, cmap, key)
         out.pop("batch_index", None)
         decoded = vae.decode(out["samples"])[..., :3].float().cpu()
         # a video VAE gives (k, frames, H, W, 3): the panels output holds every frame (strength-major), the
@@ -134,8 +135,8 @@ class SchedulePreview(io.ComfyNode):
             shape = tuple(sampled_latent(model, latent_image).shape)   # the grid the sampler will see
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
-        spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node)
-        run = hooks.plan(model, spec, shape, steps, sampler_name, scheduler, denoise)
+        cmap = ChangeMap(maps=maps, mode=check_choice(mode, MODES, "mode"), node=node)
+        run = cmap.plan(model, PlanKey.for_ksampler(model, shape, steps, sampler_name, scheduler, denoise)).run
         start = run.start[:, 0]
         if start.ndim == 4:   # video latent (B,T,h,w): one picture and map per latent frame, (B*T,h,w)
             start = start.reshape(-1, *start.shape[-2:])

@@ -1,8 +1,8 @@
-"""Planning without building a schedule per total step count (issue 10, goal 1).
+"""Planning without building a schedule per total step count.
 
 ``denoise`` mode needs, per distinct ``M = int(N / g)``, one noise level of ComfyUI's ``M``-step
-schedule. The closed form (``schedule.denoise_start_levels``) must give the start steps that
-ComfyUI's own code gives (``start_steps(..., closed_form=False)``, the reference) for every
+schedule. The closed form (``core.closed_form.denoise_start_levels``) must give the start steps that
+ComfyUI's own code gives (``plan.start_steps(..., closed_form_levels=False)``, the reference) for every
 scheduler, sampler, model sampling and map value.
 """
 
@@ -16,12 +16,17 @@ MAP_VALUES = torch.cat([torch.linspace(0.0, 1.0, 301), torch.tensor([0.02, 1 / 3
 
 @pytest.fixture(scope="module")
 def sampling(comfy):
-    return comfy.module("nodes.hooks")
+    return comfy.module("nodes.plan")
 
 
 @pytest.fixture(scope="module")
 def core_schedule(comfy):
     return comfy.module("nodes.core.schedule")
+
+
+@pytest.fixture(scope="module")
+def closed_form(comfy):
+    return comfy.module("nodes.core.closed_form")
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +46,11 @@ def samplings(cw, world):
 
 def _both(sampling, model, sampler, scheduler, steps, denoise, values=MAP_VALUES):
     full = sampling.ksampler_sigmas(model, steps, sampler, scheduler, denoise).cpu()
-    spec = sampling.ChangeMapSpec(maps=values.reshape(1, 1, -1), mode="denoise",
-                                  reference=sampling.Reference(sampler, scheduler, denoise))
+    reference = sampling.Reference(sampler, scheduler, denoise)
     g = values.reshape(1, 1, 1, -1)
-    fast = sampling.start_steps(spec, g, full, model)
-    reference = sampling.start_steps(spec, g, full, model, closed_form=False)
-    return fast, reference
+    fast = sampling.start_steps("denoise", g, full, model, reference)
+    slow = sampling.start_steps("denoise", g, full, model, reference, closed_form_levels=False)
+    return fast, slow
 
 
 @pytest.mark.parametrize("scheduler", ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta",
@@ -82,7 +86,7 @@ def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, sam
     n = 7
     totals = torch.tensor([7, 8, 9, 10, 11, 13, 17, 25, 70, 71, 140, 699, 700, 1001, 2500])
     for name, model in samplings.items():
-        levels = sampling._denoise_levels(model.get_model_object("model_sampling"), sampler, scheduler, n)
+        levels = sampling.denoise_levels(model.get_model_object("model_sampling"), sampler, scheduler, n)
         assert levels is not None, "a known scheduler must not fall back to ComfyUI's code"
         got = levels(totals)
         ks = cs.KSampler(model, n, "cpu", sampler, scheduler, 1.0)
@@ -94,20 +98,20 @@ def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, sam
         assert torch.allclose(got, want, rtol=core_schedule.LEVEL_CHECK_RTOL / 4, atol=0), (name, (got / want - 1).abs().max())
 
 
-def test_unknown_and_replaced_schedulers_fall_back(comfy, sampling, samplings, core_schedule):
+def test_unknown_and_replaced_schedulers_fall_back(comfy, sampling, samplings, closed_form):
     import comfy.samplers
 
-    assert core_schedule.denoise_start_levels("no_such_scheduler", torch.tensor([10]), 5) is None
+    assert closed_form.denoise_start_levels("no_such_scheduler", torch.tensor([10]), 5) is None
     ms = samplings["eps"].get_model_object("model_sampling")
     replaced = {"normal": comfy.samplers.SchedulerHandler(lambda model_sampling, steps: comfy.samplers.normal_scheduler(
         model_sampling, steps))}
     original = comfy.samplers.SCHEDULER_HANDLERS["normal"]
     try:   # another extension replaced ComfyUI's scheduler function: its own code decides
         comfy.samplers.SCHEDULER_HANDLERS.update(replaced)
-        assert sampling._denoise_levels(ms, "euler", "normal", 5) is None
+        assert sampling.denoise_levels(ms, "euler", "normal", 5) is None
     finally:
         comfy.samplers.SCHEDULER_HANDLERS["normal"] = original
-    assert sampling._denoise_levels(ms, "euler", "normal", 5) is not None
+    assert sampling.denoise_levels(ms, "euler", "normal", 5) is not None
 
 
 def test_beta_at_more_steps_than_its_distinct_timesteps_plans_as_ksampler(comfy, sampling, samplings):
@@ -122,13 +126,13 @@ def test_beta_at_more_steps_than_its_distinct_timesteps_plans_as_ksampler(comfy,
 
 
 def test_timestep_and_step_modes_unchanged_by_the_closed_form(comfy, sampling, samplings):
-    """plan() in every mode equals the start steps computed by the reference path on a 128x128 ramp."""
+    """A plan in every mode has the start steps computed by the reference path, on a 128x128 ramp."""
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 1024), torch.linspace(0, 1, 1024), indexing="ij")
     cmap = ((xx + yy) / 2).unsqueeze(0)
     model = samplings["eps"]
     for mode in ("step", "timestep", "denoise"):
-        spec = sampling.ChangeMapSpec(maps=cmap, mode=mode)
-        run = sampling.plan(model, spec, (1, 4, 128, 128), 30, "euler", "normal")
-        ref_spec = sampling.ChangeMapSpec(maps=cmap, mode=mode, reference=sampling.Reference("euler", "normal", 1.0))
-        ref = sampling.start_steps(ref_spec, run.strength_map.cpu(), run.sigmas.cpu(), model, closed_form=False)
+        key = sampling.PlanKey.for_ksampler(model, (1, 4, 128, 128), 30, "euler", "normal")
+        run = sampling.ChangeMap(maps=cmap, mode=mode).plan(model, key).run
+        ref = sampling.start_steps(mode, run.strength_map.cpu(), run.sigmas.cpu(), model,
+                                   sampling.Reference("euler", "normal", 1.0), closed_form_levels=False)
         assert torch.equal(run.start.cpu(), ref)

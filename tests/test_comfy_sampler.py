@@ -189,24 +189,25 @@ def test_patch_with_stock_samplers_equals_the_differential_ksampler(comfy, cw, w
 
 @pytest.mark.parametrize("mode", ["step", "denoise", "timestep"])
 def test_the_node_plans_once_and_samples_what_the_patch_samples(comfy, cw, world, dk, conds, mode, monkeypatch):
-    """The node's checks and its run share one plan (issue 10); with a latent noise mask the run plans its own.
-    Either way the result is the Apply Change Map + KSampler result (which plans inside the sampler) bit for bit."""
+    """The node's checks and its run share one plan, with a latent noise mask too (the node plans with the mask as
+    ComfyUI hands it to the sampler). Either way the result is the Apply Change Map + KSampler result (which plans
+    inside the sampler) bit for bit."""
     import nodes
 
-    hooks = comfy.module("nodes.hooks")
+    plan = comfy.module("nodes.plan")
     calls = []
-    original = hooks.start_steps
-    monkeypatch.setattr(hooks, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = plan.start_steps
+    monkeypatch.setattr(plan, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
     apply = comfy.node("DDE_ApplyChangeMap")
     model = cw.make_model(world, "eps")
     src = world.latent(0)
     cmap = level_map()
     half = torch.zeros(1, 32, 32)
     half[:, :, 16:] = 1.0
-    for latent, planned in (({"samples": src}, 1), ({"samples": src, "noise_mask": half}, 2)):
+    for latent in ({"samples": src}, {"samples": src, "noise_mask": half}):
         calls.clear()
         ours = dk(model, latent, cmap, conds["graded"], conds["uncond"], mode=mode, steps=10)
-        assert len(calls) == planned
+        assert len(calls) == 1
         patched = apply.execute(model, cmap, mode, False, 1.0, 0.0, "normal")[0]
         (stock,) = nodes.KSampler().sample(patched, 0, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], latent)
         assert torch.equal(stock["samples"], ours)
@@ -217,10 +218,10 @@ def test_the_plan_is_made_for_the_latent_the_sampler_sees(comfy, monkeypatch):
     the latent before sampling; the node plans for the fixed latent, once."""
     from dde_world import families as F
 
-    hooks = comfy.module("nodes.hooks")
+    plan = comfy.module("nodes.plan")
     calls = []
-    original = hooks.start_steps
-    monkeypatch.setattr(hooks, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = plan.start_steps
+    monkeypatch.setattr(plan, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
     cmap = level_map(8, 8, 8)
     for name in ("sd3", "wan21"):
         f = F.build(name)
@@ -260,10 +261,10 @@ def test_a_scheduler_of_float64_levels_still_gives_ksamplers_result(comfy, cw, w
 def test_a_whole_run_with_uni_pc_returns_no_leftover_noise(comfy, cw, world, dk, conds, sampler):
     """uni_pc rewrites the schedule's final 0 in place while sampling; the node reads it before (the output used to
     carry a 'continue me' marker that a following Advanced node with add_noise disabled would act on)."""
-    hooks = comfy.module("nodes.hooks")
+    sampling = comfy.module("nodes.differential_sampling")
     out = dk(cw.make_model(world, "eps"), world.latent(0), level_map(), conds["graded"], conds["uncond"], steps=6,
              sampler=sampler, full=True)
-    assert set(out) == {"samples"} and hooks.CARRY_KEY not in out
+    assert set(out) == {"samples"} and sampling.CARRY_KEY not in out
 
 
 def test_patch_chains_an_existing_mask_function_and_both_act(comfy, cw, world, conds):

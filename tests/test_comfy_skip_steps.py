@@ -127,26 +127,24 @@ def test_skipped_run_equals_unskipped_on_the_tiny_unet(comfy, tiny_models, dk):
 
 
 def test_strength_fan_skips_only_to_the_batch_earliest_free_step(comfy, cw, world, conds):
-    sampling = comfy.module("nodes.hooks")
+    plan = comfy.module("nodes.plan")
     body = comfy.module("nodes.differential_sampling")
     model, calls = _calls(cw.make_model(world, "eps"))
     latent = world.latent(0).repeat(3, 1, 1, 1)
     maps = torch.tensor([0.1, 0.3, 0.45]).view(3, 1, 1)
 
-    def run(m):
-        spec = sampling.ChangeMapSpec(maps=maps, mode="step")
-        batch = {"samples": latent, "batch_index": [0] * 3}
-        return body.differential_sample(m, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"], batch,
-                                            spec)["samples"]
+    def run(m, samples, values):
+        key = plan.PlanKey.for_ksampler(m, samples.shape, 12, "euler", "normal")
+        batch = {"samples": samples, "batch_index": [0] * samples.shape[0]}
+        return body.differential_sample(m, 5, 1.0, conds["graded"], conds["uncond"], batch,
+                                        plan.ChangeMap(maps=values, mode="step"), key)["samples"]
 
-    a = run(model)
+    a = run(model, latent, maps)
     assert len(calls) == 5          # the 0.45 panel frees pixels from step 7 on
-    b = run(_unskipped(model))
+    b = run(_unskipped(model), latent, maps)
     assert (a - b).abs().max().item() <= 1e-5
     for i in range(3):
-        single = body.differential_sample(model, 5, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"],
-                                              {"samples": latent[i:i + 1], "batch_index": [0]},
-                                              sampling.ChangeMapSpec(maps=maps[i:i + 1], mode="step"))["samples"]
+        single = run(model, latent[i:i + 1], maps[i:i + 1])
         assert (single - a[i:i + 1]).abs().max().item() <= 1e-5
 
 

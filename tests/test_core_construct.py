@@ -378,7 +378,31 @@ def test_ops_stay_in_range_or_raise_node_input_error(C, Err, m, other, op, facto
                                                                                          "gamma", "ease-out"])))
 def test_gradients_have_the_canvas_shape_and_stay_in_range(C, size, angle, offset, cx, cy, radii, curve):
     inner, outer = sorted(radii)
-    for out in (C.linear_gradient(size, angle, offset, curve, 0.7),
-                C.radial_gradient(size, cx, cy, inner, outer, curve, 0.7, True),
-                C.angular_gradient(size, cx, cy, angle, True, curve, 0.7)):
+    b, h, w = size
+    shaped = lambda t: float(C.CURVES[curve](torch.tensor(t, dtype=torch.float64), 0.7))
+    a = math.radians(angle)
+
+    def linear(yc, xc):   # the documented formulas, at a pixel centre
+        p = (xc - w / 2) * math.cos(a) + (yc - h / 2) * math.sin(a)
+        half = (w / 2) * abs(math.cos(a)) + (h / 2) * abs(math.sin(a))
+        return shaped(min(max(0.5 + p / (2 * half) - offset, 0.0), 1.0)), False
+
+    def radial(yc, xc):
+        d, lo, hi = math.hypot(xc - cx * w, yc - cy * h), inner * min(h, w), outer * min(h, w)
+        t = 1.0 - (float(d > lo) if abs(hi - lo) < 1e-6 else min(max((d - lo) / (hi - lo), 0.0), 1.0))
+        steep = hi - lo < 0.05 and lo - 1e-3 < d < hi + 1e-3   # on (or next to) a hard edge: rounding picks the side
+        return 1.0 - shaped(t), steep
+
+    def angular(yc, xc):
+        t = ((math.degrees(math.atan2(yc - cy * h, xc - cx * w)) - angle) % 360.0) / 360.0
+        return shaped(1.0 - abs(2.0 * t - 1.0)), False
+
+    for out, formula in ((C.linear_gradient(size, angle, offset, curve, 0.7), linear),
+                         (C.radial_gradient(size, cx, cy, inner, outer, curve, 0.7, True), radial),
+                         (C.angular_gradient(size, cx, cy, angle, True, curve, 0.7), angular)):
         _check_map(out, size)
+        assert torch.equal(out, out[:1].expand_as(out))   # every map of the batch is the same picture
+        for y, x in ((0, 0), (h - 1, w - 1), (h // 2, w // 3)):
+            expected, edge = formula(y + 0.5, x + 0.5)
+            if not edge:
+                assert float(out[0, y, x]) == pytest.approx(expected, abs=2e-4), (formula.__name__, y, x)

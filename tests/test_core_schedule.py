@@ -13,6 +13,13 @@ def sch(pack):
     return schedule
 
 
+@pytest.fixture(scope="module")
+def closed(pack):
+    from dde_pack.nodes.core import closed_form
+
+    return closed_form
+
+
 def test_step_mode_gives_floor_g_n_free_steps(sch):
     g = torch.tensor([0.0, 0.05, 0.25, 0.5, 0.7, 0.75, 0.999, 1.0])
     k = sch.start_steps_step(g, 20)
@@ -73,7 +80,7 @@ def _beta_schedule_brute_force(table, steps, ppf):
 
 
 @pytest.mark.parametrize("power", [1.0, 0.5, 2.0])
-def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(sch, power):
+def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(closed, power):
     """Element -(j + 1) of the beta schedule from CDF boundary counts equals the literal schedule's.
 
     ``x ** power`` stands in for the Beta distribution (monotone CDF on 0..1, quantile ``x ** (1/power)``);
@@ -85,7 +92,7 @@ def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(sch, p
     ppf = lambda x: x ** (1.0 / power)
     steps = torch.tensor([1, 2, 3, 4, 7, 10, 30, 31, 150, 151, 333, 999, 1000, 1998, 4000])
     for j in (1, 2, 7, 30, 150):
-        got = sch.beta_start_levels(table, steps, j, cdf, ppf)
+        got = closed.beta_start_levels(table, steps, j, cdf, ppf)
         for s, level in zip(steps.tolist(), got.tolist()):
             sched = _beta_schedule_brute_force(table, s, ppf)
             if len(sched) < j + 1:   # fewer distinct timesteps than asked: left to ComfyUI's own code
@@ -94,7 +101,7 @@ def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(sch, p
                 assert level == sched[-(j + 1)], (power, s, j)
 
 
-def test_beta_levels_on_exact_ties_follow_rint_half_to_even(sch):
+def test_beta_levels_on_exact_ties_follow_rint_half_to_even(closed):
     """Grid points on a rounding boundary: the quantile and rint decide, bit for bit as ComfyUI computes them."""
     table = torch.arange(4, dtype=torch.float32)   # T = 3, table[t] = t
     ident = lambda x: x
@@ -102,8 +109,8 @@ def test_beta_levels_on_exact_ties_follow_rint_half_to_even(sch):
     # so 3 x = 0.5000000000000002 -> 1 (not 0), and 1 - 3 * (1/6) = 0.5 -> 1.5 -> 2
     assert _beta_schedule_brute_force(table, 2, ident) == [3.0, 2.0, 0.0]
     assert _beta_schedule_brute_force(table, 6, ident) == [3.0, 2.0, 1.0, 0.0]
-    assert sch.beta_start_levels(table, torch.tensor([2, 6]), 1, ident, ident).tolist() == [2.0, 1.0]
-    assert sch.beta_start_levels(table, torch.tensor([2, 6]), 2, ident, ident).tolist() == [3.0, 2.0]
+    assert closed.beta_start_levels(table, torch.tensor([2, 6]), 1, ident, ident).tolist() == [2.0, 1.0]
+    assert closed.beta_start_levels(table, torch.tensor([2, 6]), 2, ident, ident).tolist() == [3.0, 2.0]
 
 
 def test_denoise_scale_multiplies_the_map(sch):

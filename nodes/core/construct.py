@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .errors import InputError, describe
 from .maps import apply_polarity, as_maps, blur_maps, match_batch, read_change_map, resize_maps
 from .pixels import as_images
+from .validate import check_choice, check_number
 
 #: ``curve(t)`` for t in 0..1; every curve maps 0 -> 0 and 1 -> 1 and is non-decreasing.
 CURVES = {
@@ -44,29 +45,6 @@ CHANNELS = {"luminance (Rec. 709)": LUMA_709, "luminance (Rec. 601)": LUMA_601,
 
 FEATHER_MODES = ("both", "outward", "inward")
 COMBINE_OPS = ("min", "max", "multiply", "add", "subtract", "screen", "lerp")
-
-
-# -- small validation helpers ----------------------------------------------------------------------
-
-def check_number(value, input_name: str, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite number in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude that end); returns it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(input_name, "a finite number", describe(value))
-    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
-    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
-    if low_bad or high_bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise InputError(input_name, f"a number in {span}", repr(value))
-    return float(value)
-
-
-def check_choice(value, choices, input_name: str) -> str:
-    if value not in choices:
-        raise InputError(input_name, "one of " + ", ".join(repr(c) for c in choices), repr(value))
-    return value
 
 
 # -- shaping ---------------------------------------------------------------------------------------

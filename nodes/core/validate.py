@@ -1,13 +1,48 @@
-"""Validation of LATENT and CONDITIONING inputs (MASK: ``maps.as_maps``; IMAGE: ``pixels.as_images``).
+"""Validation of inputs: numbers, integers, choices, LATENT and CONDITIONING (MASK: ``maps.as_maps``; IMAGE:
+``pixels.as_images``). Each raises :class:`InputError` naming the input.
 
 Pure torch: nothing here imports ComfyUI.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import InputError, describe
+
+
+def _span(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    return f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
+
+
+def check_number(value, input_name: str, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite number in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude that end); returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(input_name, "a finite number", describe(value))
+    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
+    if low_bad or high_bad:
+        raise InputError(input_name, f"a number in {_span(lo, hi, lo_open, hi_open)}", repr(value))
+    return float(value)
+
+
+def check_integer(value, input_name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer (not a bool) in ``[lo, hi]``; returns it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(input_name, "an integer", describe(value))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise InputError(input_name, f"an integer in {_span(lo, hi)}", repr(value))
+    return value
+
+
+def check_choice(value, choices, input_name: str) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise InputError(input_name, "one of " + ", ".join(repr(c) for c in choices), repr(value))
+    return value
 
 
 def as_latent(latent, input_name: str = "latent_image", dims: tuple[int, ...] = (4, 5)) -> torch.Tensor:
