@@ -39,6 +39,15 @@ def output_latent(latent: dict, samples: torch.Tensor) -> dict:
     return out
 
 
+def empty_noise(latent_image: torch.Tensor) -> torch.Tensor:
+    """The noise KSamplerAdvanced uses with ``add_noise`` disabled: ComfyUI's ``prepare_empty_noise`` where the running
+    ComfyUI has it, else the zeros on the CPU its ``common_ksampler`` makes (v0.8.0)."""
+    prepare = getattr(comfy.sample, "prepare_empty_noise", None)
+    if prepare is not None:
+        return prepare(latent_image)
+    return torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
+
+
 def ksampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0,
                     device=None) -> torch.Tensor:
     """The schedule KSampler uses for these settings (its own code, so it always agrees).

@@ -13,7 +13,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 
-from .comfy_glue import latent_preview_callback, output_latent, sampled_latent
+from .comfy_glue import empty_noise, latent_preview_callback, output_latent, sampled_latent
 from .hooks import patch_model
 from .plan import ChangeMap, PlanKey
 
@@ -62,7 +62,7 @@ def differential_sample(model, seed: int, cfg: float, positive, negative, latent
         if add_noise:
             noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
         else:
-            noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
+            noise = empty_noise(latent_image)
 
     full = key.schedule
     sigmas = full.clone()
