@@ -11,7 +11,8 @@ from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
-from .core.validate import as_latent, check_conditioning
+from .core.validate import check_conditioning
+from .latent_space import model_latent
 from .naming import CATEGORY, display_name, names_errors
 from .inputs import seed_input
 
@@ -81,7 +82,7 @@ class DiffEditMask(io.ComfyNode):
     @names_errors
     def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
                 smooth, grow, batch_size, reference=None, negative=None, image=None, temporal_smooth=0) -> io.NodeOutput:
-        samples = as_latent(latent, "latent")
+        samples = model_latent(model, latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)
@@ -161,7 +162,7 @@ class DiffEditEdit(io.ComfyNode):
     @names_errors
     def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
                 negative=None) -> io.NodeOutput:
-        as_latent(latent, "latent")
+        model_latent(model, latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)

@@ -12,15 +12,16 @@ from .core import maps as maps_core
 from .core import pixels
 from .core.errors import InputError
 from .core.prefill import PREFILL
-from .core.validate import as_latent, check_conditioning
+from .core.validate import check_conditioning
+from .latent_space import model_latent
 from .naming import CATEGORY, names_errors
 from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
                      seed_input, steps_input)
 
-def _check_sampling_inputs(positive, negative, latent_image):
+def _check_sampling_inputs(model, positive, negative, latent_image):
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
-    as_latent(latent_image)
+    model_latent(model, latent_image)
 
 
 def _spec(node: str, change_map, mode, invert, strength, softness, scheduler="normal", fractional=False,
@@ -80,7 +81,7 @@ class DifferentialKSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 change_map, mode, invert, strength, softness, fractional=False, prefill="original",
                 prefill_above=0.5) -> io.NodeOutput:
-        _check_sampling_inputs(positive, negative, latent_image)
+        _check_sampling_inputs(model, positive, negative, latent_image)
         spec = _spec("Differential KSampler", change_map, mode, invert, strength, softness, scheduler, fractional,
                      prefill, prefill_above)
         spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler, denoise)
@@ -125,7 +126,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
                 softness, fractional=False, prefill="original", prefill_above=0.5) -> io.NodeOutput:
-        _check_sampling_inputs(positive, negative, latent_image)
+        _check_sampling_inputs(model, positive, negative, latent_image)
         spec = _spec("Differential KSampler (Advanced)", change_map, mode, invert, strength, softness, scheduler,
                      fractional, prefill, prefill_above)
         spec = _planned(spec, model, latent_image, steps, sampler_name, scheduler)

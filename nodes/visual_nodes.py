@@ -11,7 +11,8 @@ from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
 from .core.schedule import free_steps
-from .core.validate import as_latent, check_conditioning
+from .core.validate import check_conditioning
+from .latent_space import model_latent
 from .naming import CATEGORY, display_name, names_errors
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
@@ -23,8 +24,8 @@ def _sampling_inputs() -> list:
     return [steps_input("Sampling steps, as in the sampler you will use."), *sampler_scheduler_inputs()]
 
 
-def _one_latent(latent) -> torch.Tensor:
-    samples = as_latent(latent)
+def _one_latent(model, latent) -> torch.Tensor:
+    samples = model_latent(model, latent)
     if samples.shape[0] != 1:
         raise InputError("latent_image", "a LATENT of one image (batch 1)", describe(samples))
     return samples
@@ -68,7 +69,7 @@ class StrengthFan(io.ComfyNode):
                 mode, layout, columns) -> io.NodeOutput:
         node = display_name(cls)
         values = visual.parse_strengths(strengths)
-        samples = _one_latent(latent_image)
+        samples = _one_latent(model, latent_image)
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
         k = len(values)
@@ -126,7 +127,7 @@ class SchedulePreview(io.ComfyNode):
         node = display_name(cls)
         maps = maps_core.read_change_map(change_map, invert)
         if latent_image is not None:
-            shape = tuple(as_latent(latent_image).shape)
+            shape = tuple(model_latent(model, latent_image).shape)
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
         spec = hooks.ChangeMapSpec(maps=maps, mode=mode, node=node)

@@ -327,3 +327,78 @@ def test_advanced_split_keeps_the_black_half_and_continues_the_schedule(comfy, f
     w = f.latent.shape[-1] // 2
     assert torch.equal(out[..., :w], f.latent[..., :w])
     assert torch.isfinite(out).all() and not torch.equal(out[..., w:], f.latent[..., w:])
+
+
+# -- latents the pack refuses: audio / 3D models, the wrong dimensions, nested audio + video ------------------
+
+def _refusals(comfy, model, latent, cond):
+    """(node, input, run) for every node that takes a MODEL and a LATENT."""
+    cmap = torch.ones(1, 64, 64)
+    return [
+        ("Differential KSampler", "latent_image", lambda: comfy.run_node(
+            "DDE_DifferentialKSampler", model=model, positive=cond, negative=cond, latent_image=latent, change_map=cmap)),
+        ("Differential KSampler (Advanced)", "latent_image", lambda: comfy.run_node(
+            "DDE_DifferentialKSamplerAdvanced", model=model, positive=cond, negative=cond, latent_image=latent,
+            change_map=cmap)),
+        ("DiffEdit Mask", "latent", lambda: comfy.run_node("DDE_DiffEditMask", model=model, query=cond, latent=latent)),
+        ("DiffEdit Edit", "latent", lambda: comfy.run_node("DDE_DiffEditEdit", model=model, query=cond, latent=latent,
+                                                           mask=cmap)),
+        ("Strength Fan", "latent_image", lambda: comfy.run_node(
+            "DDE_StrengthFan", model=model, positive=cond, negative=cond, latent_image=latent, vae=None)),
+        ("Change Map Schedule Preview", "latent_image", lambda: comfy.run_node(
+            "DDE_SchedulePreview", model=model, change_map=cmap, latent_image=latent)),
+    ]
+
+
+@pytest.mark.parametrize("name", F.OTHERS)
+def test_audio_and_3d_latents_are_refused_naming_the_input(comfy, name):
+    """Stable Audio (1-D), ACE-Step (4-D, but audio) and Hunyuan3D (1-D shape latents): every node refuses the
+    latent before sampling, naming the node and the input."""
+    model, samples = F.other_model(name)
+    cond = [[torch.zeros(1, 4, 768), {}]]
+    for node, input_name, run in _refusals(comfy, model, {"samples": samples}, cond):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected the latent of an image or video "
+                                           f"model"), str(error.value)
+
+
+@pytest.mark.parametrize("name,shape,expected", [
+    ("sd15", (1, 4, 2, 8, 8), "an image LATENT (batch, channels, height, width), got tensor of shape (1, 4, 2, 8, 8)"),
+    ("wan21", (1, 16, 8), "an image LATENT (batch, channels, height, width) or a video LATENT"),
+], ids=["video-latent-for-an-image-model", "3d-latent-for-a-video-model"])
+def test_a_latent_of_other_dimensions_than_the_model_samples_is_refused(comfy, fam, name, shape, expected):
+    """A video latent for an image model (which fails inside the model in KSampler), a 3-D one for a video model."""
+    f = fam(name)
+    for node, input_name, run in _refusals(comfy, f.model, {"samples": torch.zeros(shape)}, f.positive):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected {expected}"), str(error.value)
+
+
+def test_video_maps_of_another_count_than_the_frames_are_refused(comfy, fam):
+    """A video latent of 2 frames takes 1, 2 (one per latent frame) or B x T maps; 3 maps name the change map."""
+    f = fam("wan21", 2)
+    expected = "Differential KSampler: input 'change_map' expected 1, 2 \\(one per latent frame\\) or 2 maps"
+    with pytest.raises(ValueError, match=expected):
+        comfy.run_node("DDE_DifferentialKSampler", model=f.model, positive=f.positive, negative=f.negative,
+                       latent_image={"samples": f.latent}, change_map=torch.ones(3, 64, 64))
+
+
+def test_nested_audio_video_latent_is_refused(comfy, fam):
+    """LTX-2's audio + video latent (LTXVConcatAVLatent: nested): every node names the latent input; Apply Change
+    Map + KSampler refuses it inside sampling. Its video stream alone runs in the matrix (``ltxav``)."""
+    import nodes
+
+    f = fam("ltxav")
+    audio = {"samples": torch.zeros(1, 8, 5, 16)}
+    av = nodes.NODE_CLASS_MAPPINGS["LTXVConcatAVLatent"].execute({"samples": f.latent}, audio)
+    av = av[0] if isinstance(av, tuple) else av.result[0]
+    assert av["samples"].is_nested
+    for node, input_name, run in _refusals(comfy, f.model, av, f.positive):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected an image LATENT"), str(error.value)
+    patched = comfy.node("DDE_ApplyChangeMap").execute(f.model, _map(f, 0.5), "step", False, 1.0, 0.0, "normal")[0]
+    with pytest.raises(ValueError, match="input 'latent_image' expected a single latent \\(not a nested multi-part"):
+        nodes.KSampler().sample(patched, 3, STEPS, 1.0, "euler", "normal", f.positive, f.negative, av)
