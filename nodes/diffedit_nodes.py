@@ -12,12 +12,11 @@ from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
 from .core.validate import check_conditioning
-from .latent_space import model_latent
+from .latent_space import model_latent, pixels_per_cell
 from .naming import CATEGORY, display_name, names_errors
 from .inputs import seed_input
 
 CAT = CATEGORY + "/diffedit"
-SCALE = 8   # picture pixels per latent cell when no picture is connected (SD, SDXL, SD3, Flux VAEs)
 
 
 class DiffEditMask(io.ComfyNode):
@@ -65,7 +64,8 @@ class DiffEditMask(io.ComfyNode):
                                       tooltip="Unconditional branch when cfg != 1. Not connected: the query zeroed out."),
                 io.Image.Input("image", optional=True,
                                tooltip="The picture itself: sets the output size and is shown under the preview. "
-                               "Not connected: 8 pixels per latent cell, grey preview."),
+                               "Not connected: the model's picture pixels per latent cell (8 for SD and Flux, 16 "
+                               "for Flux.2, 1 in pixel space), grey preview."),
                 io.Int.Input("temporal_smooth", default=0, min=0, max=64, optional=True,
                              tooltip="Video latents: Gaussian smoothing of the differences over this many latent frames "
                              "on each side before thresholding (0 = each frame on its own). Masks come one per latent frame."),
@@ -93,7 +93,8 @@ class DiffEditMask(io.ComfyNode):
             base = pixels.as_images(image, "image")
             size = tuple(base.shape[1:3])
         else:
-            size = (samples.shape[-2] * SCALE, samples.shape[-1] * SCALE)
+            scale = pixels_per_cell(model)   # the picture's size when none is connected
+            size = (samples.shape[-2] * scale, samples.shape[-1] * scale)
         diff = diffedit_sampling.estimate_heat(model, query, reference, samples, strength, n, seed, cfg, negative, batch_size)
         if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
             heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,

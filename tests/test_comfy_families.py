@@ -402,3 +402,24 @@ def test_nested_audio_video_latent_is_refused(comfy, fam):
     patched = comfy.node("DDE_ApplyChangeMap").execute(f.model, _map(f, 0.5), "step", False, 1.0, 0.0, "normal")[0]
     with pytest.raises(ValueError, match="input 'latent_image' expected a single latent \\(not a nested multi-part"):
         nodes.KSampler().sample(patched, 3, STEPS, 1.0, "euler", "normal", f.positive, f.negative, av)
+
+
+# -- picture pixels per latent cell: from the model's latent format -------------------------------------------
+
+@pytest.mark.parametrize("name,ratio", [("chroma_radiance", 1), ("sd15", 8), ("flux2", 16)])
+def test_nodes_without_a_picture_size_it_by_the_models_pixels_per_latent_cell(comfy, fam, name, ratio):
+    """DiffEdit Mask without an image gives masks of the picture's size (latent x the latent format's downscale
+    ratio: 1 in pixel space, 16 for Flux.2); the Schedule Preview without a latent takes map size / that ratio cells."""
+    f = fam(name)
+    h, w = f.latent.shape[-2:]
+    heat, mask, shown, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive,
+                                          latent={"samples": f.latent}, n=1, reference=f.negative)
+    assert heat.shape == mask.shape == (1, ratio * h, ratio * w) and shown.shape == (1, ratio * h, ratio * w, 3)
+    cmap = torch.zeros(1, 64, 64)
+    cmap[..., 32:] = 1.0
+    preview = comfy.node("DDE_SchedulePreview")
+    _, effective, _ = preview.execute(f.model, cmap, STEPS, "euler", "normal", 1.0, "step", False)
+    cells = 64 // ratio
+    assert effective.shape == (1, cells, cells)
+    assert torch.equal(effective[..., cells // 2:], torch.ones_like(effective[..., cells // 2:]))
+    assert torch.equal(effective[..., : cells // 2], torch.zeros_like(effective[..., : cells // 2]))
