@@ -3,9 +3,10 @@
 Each family is built the way ComfyUI builds a checkpoint it has detected:
 ``comfy.supported_models.<Family>(unet_config).get_model(...)`` with the ``unet_config`` keys that
 ``comfy/model_detection.py`` produces for that family, shrunk (one or two blocks, hidden 64-128, one or
-two heads) but with the family's real latent channels, patching, latent format, model type,
-sampling settings and conditioning shapes. ComfyUI's layers skip weight initialisation, so the
-weights are set here with a fixed seed (normal(0, 0.02); norm weights 1, biases 0).
+two heads; where a layout needs more, the comment at the family says why) but with the family's real latent
+channels, patching, latent format, model type, sampling settings and conditioning shapes. ComfyUI's layers
+skip weight initialisation, so the weights are set here with a fixed seed (normal(0, 0.02); norm weights 1,
+biases 0). Sizes a class fixes in ``unet_extra_config`` are shrunk after it is applied (``Spec.fixed``).
 
 ``build(name)`` returns a :class:`Family`: the ``ModelPatcher``, hand-built positive/negative
 CONDITIONING of the family's shapes (what its text encoder and ComfyUI's own conditioning nodes give it:
@@ -36,7 +37,8 @@ class Spec:
     prepare: Callable | None = None         # (name, positive, negative, latent, generator) -> (positive, negative):
     #                                         the family's own ComfyUI conditioning node run on them
     frames: int = 1                         # the fewest latent frames its test latent has (video families)
-    buffers: tuple = ()                     # buffers the model keeps uninitialised (torch.empty), filled at random
+    buffers: tuple = ()                     # checkpoint buffers the model leaves unset (torch.empty / unseeded
+    #                                         randn), filled from a seeded generator
 
 
 def _c(g: torch.Generator, n_tokens: int, n_features: int, **extra) -> list:
@@ -238,7 +240,7 @@ def _specs() -> dict[str, Spec]:
                                                          "params": {"in_features": T5, "out_features": 64}},
                                 num_patches=256, pos_embed_max_size=16, qk_norm="rms", pos_embed_scaling_factor=None,
                                 x_block_self_attn_layers=[]),
-                    lambda g: _c(g, 154, T5, pooled_output=_pooled(g, 2048))),
+                    lambda g: _c(g, 154, T5, pooled_output=_pooled(g, 2048)), buffers=("pos_embed",)),
         "flux": Spec("Flux", _flux(), lambda g: _c(g, 16, T5, pooled_output=_pooled(g, 768), guidance=3.5)),
         "flux_fill": Spec("FluxInpaint", _flux(in_channels=96),
                           lambda g: _c(g, 16, T5, pooled_output=_pooled(g, 768), guidance=3.5)),
@@ -331,12 +333,14 @@ def _specs() -> dict[str, Spec]:
         "pixart_alpha": Spec("PixArtAlpha", dict(image_model="pixart_alpha", num_heads=2, patch_size=2, hidden_size=96,
                                                  in_channels=4, depth=1, model_max_length=120, input_size=16,
                                                  pe_interpolation=0.25, micro_condition=True),
-                             lambda g: _c(g, 16, T5, width=384, height=384), size=48),
+                             lambda g: _c(g, 16, T5, width=320, height=320), size=40,
+                             buffers=("y_embedder.y_embedding",)),
         "pixart_sigma": Spec("PixArtSigma", dict(image_model="pixart_sigma", num_heads=2, patch_size=2, hidden_size=64,
                                                  in_channels=4, depth=1, model_max_length=300, input_size=16,
                                                  pe_interpolation=0.25, micro_condition=False),
-                             lambda g: _c(g, 16, T5), size=48),
-        # Mochi: 12-channel latent at 8x / 6x, T5 text and its mask (its blocks assert a 12288-wide visual MLP)
+                             lambda g: _c(g, 16, T5), size=40, buffers=("y_embedder.y_embedding",)),
+        # Mochi: 12-channel latent at 8x / 6x, T5 text and its mask (its blocks assert a 12288-wide visual MLP and its
+        # T5 attention pool is 4096 wide: 52M parameters, the largest here)
         "mochi": Spec("GenmoMochi", dict(image_model="mochi_preview", depth=1, patch_size=2, num_heads=2, hidden_size_x=64,
                                          hidden_size_y=32, mlp_ratio_x=192.0, mlp_ratio_y=4.0, learn_sigma=False,
                                          in_channels=12, qk_norm=True, qkv_bias=False, out_bias=True, attn_drop=0.0,
@@ -442,7 +446,7 @@ def _specs() -> dict[str, Spec]:
             hidden_size=32, num_heads=2, intermediate_size=64, depth=1, deepstack_visual_indexes=())),
             _hidream_o1, size=64, since="0.33.0"),
         # SeedVR2 (video restoration): its text embeddings live in the checkpoint; SeedVR2Conditioning adds the
-        # low-quality latent
+        # low-quality latent. Two blocks: its window and shifted-window blocks alternate
         "seedvr2": Spec("SeedVR2", dict(image_model="seedvr2", vid_dim=64, heads=2, head_dim=32, num_layers=2,
                                         mm_layers=2, norm_eps=1e-5, mlp_type="swiglu", rope_dim=32,
                                         vid_out_norm=True, txt_in_dim=5120),
@@ -506,11 +510,8 @@ def specs() -> dict[str, Spec]:
     return _SPECS
 
 
-#: every family the matrix covers (the order the tests run them)
-NAMES = ("sd15", "sd15_inpaint", "sdxl", "sd2_v", "sd3", "flux", "flux_fill", "auraflow", "lumina2", "hidream",
-         "qwen_image", "wan21", "wan22", "ltxv", "hunyuan_video", "chroma", "cosmos_predict2")
-#: further families, not yet in the matrix
-NEWER = tuple(n for n in _specs() if n not in NAMES)
+#: every family the matrix covers (the order the tests run them; a family the running ComfyUI lacks is skipped)
+NAMES = tuple(_specs())
 
 
 def comfy_version() -> str:
@@ -597,7 +598,7 @@ def model_patcher(name: str, seed: int = 0):
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for buffer in specs()[name].buffers:
-            b = getattr(base.diffusion_model, buffer)
+            b = base.diffusion_model.get_buffer(buffer)
             b.copy_(torch.randn(b.shape, generator=gen))
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(base, load_device=device,
@@ -673,9 +674,10 @@ def build(name: str, frames: int | None = None) -> Family:
 def vae(name: str, seed: int = 3):
     """A tiny random VAE ComfyUI detects for the family's latent, or None.
 
-    Image latents of any channel count: TAESD (as taesd / taesd3 / taef1); pixel-space latents: ComfyUI's
+    Image latents of any channel count: TAESD (as taesd / taesd3 / taef1 / taef2); pixel-space latents: ComfyUI's
     pixel-space conversion VAE; 16-, 32- and 48-channel video latents: TAEHV (as lighttaew2_1 / lighttae_hv15 /
-    taew2_2). Other video latents (Mochi's 12, LTXV's 128 channels) have no small VAE ComfyUI can build: None.
+    taew2_2), 128-channel ones where ComfyUI's TAEHV has LTX-2's layout (v0.3x). Other video latents (Mochi's 12
+    channels; LTXV's 128 on v0.8.0) have no small VAE ComfyUI can build: None.
     """
     import comfy.sd
     import comfy.taesd.taehv as taehv
@@ -686,15 +688,15 @@ def vae(name: str, seed: int = 3):
     channels = latent_shape(name)[1]
     if spacial_ratio(name) == 1:
         return comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
+    metadata = None
     if is_video(name):
-        if channels not in (16, 32, 48):
+        if channels not in (16, 32, 48, 128):
             return None
         model = _reinit(taehv.TAEHV(latent_channels=channels), seed)
-        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    else:
-        model = _reinit(torch.nn.ModuleDict({"taesd_encoder": taesd.Encoder(latent_channels=channels),
-                                             "taesd_decoder": taesd.Decoder(latent_channels=channels)}), seed)
-        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-        sd["vae_scale"] = torch.tensor(1.0)
-        sd["vae_shift"] = torch.tensor(0.0)
-    return comfy.sd.VAE(sd=sd)
+        if channels == 128 and model.patch_size != 4:   # no LTX-2 layout in this ComfyUI
+            return None
+    else:   # TAESD picks its own layout for the channel count (ComfyUI v0.3x: taef2's for 128, named in metadata)
+        model = _reinit(taesd.TAESD(latent_channels=channels), seed)
+        metadata = {"tae_latent_channels": channels}
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    return comfy.sd.VAE(sd=sd, metadata=metadata)
