@@ -11,12 +11,12 @@ from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
-from .core.validate import as_latent, check_conditioning
+from .core.validate import check_conditioning
+from .latent_space import model_latent, pixels_per_cell
 from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .inputs import seed_input
 
 CAT = CATEGORY + "/diffedit"
-SCALE = 8   # picture pixels per latent cell when no picture is connected (SD, SDXL, SD3, Flux VAEs)
 
 
 class DiffEditMask(io.ComfyNode):
@@ -65,7 +65,8 @@ class DiffEditMask(io.ComfyNode):
                                       tooltip="Unconditional branch when cfg != 1. Not connected: the query zeroed out."),
                 io.Image.Input("image", optional=True,
                                tooltip="The picture itself: sets the output size and is shown under the preview. "
-                               "Not connected: 8 pixels per latent cell, grey preview."),
+                               "Not connected: the model's picture pixels per latent cell (8 for SD and Flux, 16 "
+                               "for Flux.2, 1 in pixel space), grey preview."),
                 io.Int.Input("temporal_smooth", default=0, min=0, max=64, optional=True,
                              tooltip="Video latents: Gaussian smoothing of the differences over this many latent frames "
                              "on each side before thresholding (0 = each frame on its own). Masks come one per latent frame."),
@@ -82,7 +83,7 @@ class DiffEditMask(io.ComfyNode):
     @names_errors
     def execute(cls, model, query, latent, strength, n, seed, cfg, threshold_method, threshold, clamp_ratio, percentile,
                 smooth, grow, batch_size, reference=None, negative=None, image=None, temporal_smooth=0) -> io.NodeOutput:
-        samples = as_latent(latent, "latent")
+        samples = model_latent(model, latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)
@@ -93,7 +94,8 @@ class DiffEditMask(io.ComfyNode):
             base = pixels.as_images(image, "image")
             size = tuple(base.shape[1:3])
         else:
-            size = (samples.shape[-2] * SCALE, samples.shape[-1] * SCALE)
+            scale = pixels_per_cell(model)   # the picture's size when none is connected
+            size = (samples.shape[-2] * scale, samples.shape[-1] * scale)
         diff = diffedit_sampling.estimate_heat(model, query, reference, latent, strength, n, seed, cfg, negative, batch_size)
         if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
             heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,
@@ -163,7 +165,7 @@ class DiffEditEdit(io.ComfyNode):
     @names_errors
     def execute(cls, model, query, latent, mask, steps, encode_ratio, cfg, scheduler, refine, invert, reference=None,
                 negative=None) -> io.NodeOutput:
-        as_latent(latent, "latent")
+        model_latent(model, latent, "latent")
         query = check_conditioning(query, "query")
         reference = check_conditioning(reference, "reference", optional=True)
         negative = check_conditioning(negative, "negative", optional=True)

@@ -177,8 +177,9 @@ class DiffEditSampler(comfy.samplers.Sampler):
                             if isinstance(c.get(k), torch.Tensor)}} for c in model_wrap.original_conds["positive"]]
         else:
             raise InputError("reference", "a CONDITIONING (or a guider with a positive one)", "none", self.node)
+        # with the latent's shapes, as the guider processes its own conds (LTX-2 unpacks its streams by them)
         processed = comfy.samplers.process_conds(model_wrap.inner_model, noise, {"reference": ref}, latent_image.device,
-                                                 latent_image, None, seed)
+                                                 latent_image, None, seed, latent_shapes=[latent_image.shape])
         return processed["reference"]
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,

@@ -92,7 +92,9 @@ def _outer_sample(change_map: ChangeMap, reference: Reference, whole: torch.Tens
     transformer_options[RUN_KEY] = run
     # the conditioning brings its own inpaint mask (InpaintModelConditioning): the concat mask combines with it
     transformer_options[OWN_CONCAT_KEY] = any("concat_mask" in c for conds in guider.conds.values() for c in conds)
-    mask_shape = (latent_image.shape[0], latent_image.shape[1]) + tuple(latent_image.shape[2:])
+    # one channel (KSamplerX0Inpaint broadcasts it): models that build concat channels from the run's denoise mask
+    # (Hunyuan Video 1.5, Kandinsky 5) take it as one channel, as they take an image-to-video node's concat_mask
+    mask_shape = (latent_image.shape[0], 1) + tuple(latent_image.shape[2:])
     full_mask = run.strength_map.to(latent_image.dtype).expand(mask_shape)
     fully_denoised = float(local[-1]) == 0.0   # read before sampling: uni_pc rewrites a final 0 in place
     start_latent = _prefilled(change_map, run, latent_image, patcher, seed)

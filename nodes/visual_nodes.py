@@ -12,21 +12,21 @@ from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
 from .core.schedule import MODES, free_steps
-from .core.validate import as_latent, check_choice, check_conditioning
+from .core.validate import check_choice, check_conditioning
+from .latent_space import model_latent, pixels_per_cell
 from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .plan import ChangeMap, PlanKey
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
 CAT = CATEGORY + "/visualise"
-SCALE = 8
 
 
 def _sampling_inputs() -> list:
     return [steps_input("Sampling steps, as in the sampler you will use."), *sampler_scheduler_inputs()]
 
 
-def _one_latent(latent) -> torch.Tensor:
-    samples = as_latent(latent)
+def _one_latent(model, latent) -> torch.Tensor:
+    samples = model_latent(model, latent)
     if samples.shape[0] != 1:
         raise InputError("latent_image", "a LATENT of one image (batch 1)", describe(samples))
     return samples
@@ -71,7 +71,7 @@ class StrengthFan(io.ComfyNode):
                 mode, layout, columns) -> io.NodeOutput:
         node = display_name(cls)
         values = visual.parse_strengths(strengths)
-        samples = _one_latent(latent_image)
+        samples = _one_latent(model, latent_image)
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
         k = len(values)
@@ -105,7 +105,7 @@ class SchedulePreview(io.ComfyNode):
             is_output_node=True,   # a preview: it runs and shows its picture on itself without a node after it
             description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "
                         "the step at which every latent cell starts to change and its effective strength (free steps / "
-                        "steps), at latent resolution so the 8-pixel grid shows.",
+                        "steps), one square per latent cell at the picture's size, so the latent grid shows.",
             inputs=[
                 io.Model.Input("model", tooltip="The model you will sample with (its noise schedule matters)."),
                 io.Mask.Input("change_map", tooltip="The change map (white = change)."),
@@ -114,7 +114,8 @@ class SchedulePreview(io.ComfyNode):
                 mode_input(tooltip="The sampler's threshold mode."),
                 io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
                 io.Latent.Input("latent_image", optional=True,
-                                tooltip="The latent you will sample (sets the grid). Not connected: map size / 8."),
+                                tooltip="The latent you will sample (sets the grid). Not connected: the map's size / "
+                                "the model's picture pixels per latent cell (8 for SD and Flux, 16 for Flux.2)."),
             ],
             outputs=[
                 io.Image.Output(display_name="preview", tooltip="Start steps (yellow = first, purple = last, black = "
@@ -130,11 +131,12 @@ class SchedulePreview(io.ComfyNode):
                 latent_image=None) -> io.NodeOutput:
         node = display_name(cls)
         maps = maps_core.read_change_map(change_map, invert)
+        scale = pixels_per_cell(model)
         if latent_image is not None:
-            as_latent(latent_image)
+            model_latent(model, latent_image)
             shape = tuple(sampled_latent(model, latent_image).shape)   # the grid the sampler will see
         else:
-            shape = (maps.shape[0], 4, max(1, maps.shape[1] // SCALE), max(1, maps.shape[2] // SCALE))
+            shape = (maps.shape[0], 4, max(1, maps.shape[1] // scale), max(1, maps.shape[2] // scale))
         cmap = ChangeMap(maps=maps, mode=check_choice(mode, MODES, "mode"), node=node)
         run = cmap.plan(model, PlanKey.for_ksampler(model, shape, steps, sampler_name, scheduler, denoise)).run
         start = run.start[:, 0]
@@ -143,7 +145,7 @@ class SchedulePreview(io.ComfyNode):
         n = run.n_steps
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
-        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(start.shape[0])])
+        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, scale) for i in range(start.shape[0])])
         levels = messages.levels_of(run)
         warnings = messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
         ui = overlays.images_ui(picture, label=messages.levels_line(levels), kind="schedule")

@@ -7,8 +7,8 @@ Change Map with KSampler and SamplerCustomAdvanced; map 1 equals KSampler bit-ex
 its black half bit-exact; DiffEdit Mask gives per-frame masks and DiffEdit Edit keeps the outside of its
 mask bit-exact; Strength Fan (panels 0 and 1 are the input and KSampler) and the schedule preview run.
 Inpainting models are checked with ``InpaintModelConditioning`` in both ``noise_mask`` settings, and
-the models that turn ``denoise_mask`` into per-token timesteps (LTXV, Wan 2.2) are checked for what the
-model is told at every step.
+the models that turn ``denoise_mask`` into per-token timesteps (LTXV, LTX-2, Wan 2.2, Cosmos) are checked for
+what the model is told at every step. A family the running ComfyUI does not have is skipped, naming the version.
 """
 
 from __future__ import annotations
@@ -21,14 +21,26 @@ from dde_world import families as F
 STEPS = 2
 MODES = ("step", "denoise", "timestep")
 #: (family, frames): every family once; video families also with 2 latent frames where cheap
-CASES = [(n, 1) for n in F.NAMES] + [("wan21", 2), ("ltxv", 2)]
-IDS = [f"{n}" if t == 1 else f"{n}-T{t}" for n, t in CASES]
+CASES = [(n, F.specs()[n].frames) for n in F.NAMES] + [("wan21", 2), ("ltxv", 2)]
+IDS = [f"{n}" if t == F.specs()[n].frames else f"{n}-T{t}" for n, t in CASES]
+#: inpainting models (a masked-image concat): a Strength Fan panel of strength 1 shares its run with kept panels, so
+#: they see the original in their concat channels where KSampler shows them a blank picture
+MASK_CONCAT = ("sd15_inpaint", "flux_fill")
+#: per-token timestep models whose tokens, in a masked run, are told the step's level one by one (LTXV): a Strength
+#: Fan panel of strength 1 is KSampler within rounding there (|d| <= 1e-6 of the latent's scale)
+PER_TOKEN_ROUNDING = ("ltxv",)
 
 
 @pytest.fixture(scope="session")
 def fam(comfy):
-    """Tiny family models, built once per session (``F.build`` caches)."""
-    return F.build
+    """Tiny family models, built once per session (``F.build`` caches); a family this ComfyUI lacks is skipped."""
+    def get(name, frames=None):
+        why = F.unavailable(name)
+        if why:
+            pytest.skip(why)
+        return F.build(name, frames)
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +66,16 @@ def run(comfy):
 
     class Run:
         @staticmethod
-        def dk(f, cmap, mode="step", sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, strength=1.0):
+        def dk(f, cmap, mode="step", sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, strength=1.0,
+               fractional=False, steps=STEPS):
             latent = latent if latent is not None else {"samples": f.latent}
-            return dk.execute(f.model, seed, STEPS, cfg, sampler, "normal", pos or f.positive, neg or f.negative, latent, 1.0,
-                              cmap, mode, False, strength, 0.0)[0]["samples"]
+            return dk.execute(f.model, seed, steps, cfg, sampler, "normal", pos or f.positive, neg or f.negative, latent,
+                              1.0, cmap, mode, False, strength, 0.0, fractional)[0]["samples"]
 
         @staticmethod
-        def ksampler(model, f, sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None):
+        def ksampler(model, f, sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, steps=STEPS):
             latent = latent if latent is not None else {"samples": f.latent}
-            return nodes.KSampler().sample(model, seed, STEPS, cfg, sampler, "normal", pos or f.positive, neg or f.negative,
+            return nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", pos or f.positive, neg or f.negative,
                                            latent)[0]["samples"]
 
         @staticmethod
@@ -81,9 +94,9 @@ def run(comfy):
 
 
 def _map(f, value):
-    """A change map of the picture's size (8 px per latent cell), one per latent frame for video."""
+    """A change map of the picture's size (the family's pixels per latent cell), one for every frame of a video."""
     h, w = f.latent.shape[-2:]
-    return torch.full((1, 8 * h, 8 * w), float(value))
+    return torch.full((1, f.ratio * h, f.ratio * w), float(value))
 
 
 def _half(f):
@@ -125,6 +138,20 @@ def test_half_map_keeps_its_black_half_and_changes_the_white_half(fam, run, name
     w = f.latent.shape[-1] // 2
     assert torch.equal(out[..., :w], f.latent[..., :w])
     assert (out[..., w:] - f.latent[..., w:]).abs().amin(dim=-1).gt(0).all()
+
+
+@pytest.mark.parametrize("name", ["z_image"])
+def test_few_step_model_with_fractional_starts(fam, run, name):
+    """Z-Image Turbo is a few-step model: with ``fractional`` on, map 0 stays bit-exact in every mode and map 1 is
+    KSampler bit for bit; a map value between two step boundaries blends instead of rounding down to a step."""
+    f = fam(name)
+    for mode in MODES:
+        assert torch.equal(run.dk(f, _map(f, 0.0), mode, cfg=1.0, fractional=True, steps=4), f.latent), mode
+    ref = run.ksampler(f.model, f, steps=4)
+    assert torch.equal(run.dk(f, _map(f, 1.0), "step", fractional=True, steps=4), ref)
+    shade = {v: run.dk(f, _map(f, v), "step", fractional=True, steps=4) for v in (0.5, 0.625, 0.75)}
+    assert torch.equal(run.dk(f, _map(f, 0.625), "step", steps=4), shade[0.5])    # off: 0.625 rounds down to 2 steps
+    assert not torch.equal(shade[0.625], shade[0.5]) and not torch.equal(shade[0.625], shade[0.75])
 
 
 # -- inpainting models: InpaintModelConditioning in both noise_mask settings ---------------------------
@@ -172,7 +199,11 @@ def _recording(model):
     m = model.clone()
 
     def wrapper(executor, x, timesteps, *args, **kwargs):
-        rec.append((x.detach().clone(), timesteps.detach().clone()))
+        told = timesteps.detach().clone()
+        if isinstance(kwargs.get("a_timestep"), torch.Tensor):   # LTX-2: told (video, audio); the audio one here
+            told = (told, kwargs["a_timestep"].detach().clone())
+        seen = [t.detach().clone() for t in x] if isinstance(x, list) else x.detach().clone()   # LTX-2: [video]
+        rec.append((seen, told))
         return executor(x, timesteps, *args, **kwargs)
 
     m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test_record", wrapper)
@@ -200,9 +231,10 @@ def test_inpaint_concat_mask_is_the_users_mask_times_the_step_mask(comfy, run, i
 
 # -- per-token timestep models: what the model is told follows the step mask --------------------------
 
-@pytest.mark.parametrize("name", ["ltxv", "wan22", "cosmos_predict2"])
+@pytest.mark.parametrize("name", ["ltxv", "ltxav", "wan22", "cosmos_predict2"])
 def test_per_token_timesteps_follow_the_step_mask(comfy, fam, name):
-    f = fam(name, 2 if name == "ltxv" else 1)
+    """LTX-2 is told a (video, audio) pair: the video's follows the step mask, its (empty) audio's the level."""
+    f = fam(name, 2 if name in ("ltxv", "ltxav") else 1)
     model, rec = _recording(f.model)
     cmap = _map(f, 0.5)
     cmap[..., : cmap.shape[-1] // 2] = 1.0           # left free from step 0, right from step 2 of 4
@@ -222,7 +254,11 @@ def test_per_token_timesteps_follow_the_step_mask(comfy, fam, name):
             step[..., w:] = 0.0
         t = ms.timestep(sigmas[i:i + 1]).float()
         expected = base.process_timestep(t, x=x, denoise_mask=step)
-        assert torch.equal(told, expected.to(told.dtype)), f"{name} step {i}"
+        if isinstance(told, tuple):
+            assert len(told) == len(expected) and all(torch.equal(a, b.to(a.dtype)) for a, b in zip(told, expected)), \
+                f"{name} step {i}"
+        else:
+            assert torch.equal(told, expected.to(told.dtype)), f"{name} step {i}"
 
 
 # -- DiffEdit, Strength Fan, schedule preview ----------------------------------------------------------
@@ -234,7 +270,8 @@ def test_diffedit_mask_and_edit(comfy, fam, name, frames):
     h, w = f.latent.shape[-2:]
     heat, mask, shown, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive,
                                           latent={"samples": f.latent}, n=2, reference=f.negative)
-    assert heat.shape == mask.shape == (b * t, 8 * h, 8 * w) and shown.shape == (b * t, 8 * h, 8 * w, 3)
+    size = (b * t, f.ratio * h, f.ratio * w)
+    assert heat.shape == mask.shape == size and shown.shape == (*size, 3)
     assert torch.isfinite(heat).all() and set(torch.unique(mask).tolist()) <= {0.0, 1.0}
     edit_mask = _half(f)
     out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, {"samples": f.latent}, edit_mask, STEPS, 0.8, 1.0,
@@ -266,8 +303,12 @@ def test_strength_fan_and_schedule_preview(comfy, fam, vaes, run, name, frames):
     # except on inpainting models: sharing the run with a kept panel, they see the original in their concat
     # channels (ComfyUI's noise-mask inpainting), where plain KSampler shows them a blank picture
     pair = {"samples": f.latent.repeat(2, *([1] * (f.latent.ndim - 1))), "batch_index": [0, 0]}
-    if name not in ("sd15_inpaint", "flux_fill"):
-        assert torch.equal(lat[1:2], run.ksampler(f.model, f, latent=pair)[1:2])
+    if name not in MASK_CONCAT:
+        ref = run.ksampler(f.model, f, latent=pair)[1:2]
+        if name in PER_TOKEN_ROUNDING:
+            assert torch.allclose(lat[1:2], ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+        else:
+            assert torch.equal(lat[1:2], ref)
     assert not torch.equal(lat[1:2], f.latent)
     frames = vae.decode(f.latent).reshape(-1, *panels.shape[-3:]).shape[0]
     assert panels.shape[0] == 2 * frames and panels.shape[-1] == 3 and fan.ndim == 4 and fan.shape[0] == 1
@@ -327,3 +368,99 @@ def test_advanced_split_keeps_the_black_half_and_continues_the_schedule(comfy, f
     w = f.latent.shape[-1] // 2
     assert torch.equal(out[..., :w], f.latent[..., :w])
     assert torch.isfinite(out).all() and not torch.equal(out[..., w:], f.latent[..., w:])
+
+
+# -- latents the pack refuses: audio / 3D models, the wrong dimensions, nested audio + video ------------------
+
+def _refusals(comfy, model, latent, cond):
+    """(node, input, run) for every node that takes a MODEL and a LATENT."""
+    cmap = torch.ones(1, 64, 64)
+    return [
+        ("Differential KSampler", "latent_image", lambda: comfy.run_node(
+            "DDE_DifferentialKSampler", model=model, positive=cond, negative=cond, latent_image=latent, change_map=cmap)),
+        ("Differential KSampler (Advanced)", "latent_image", lambda: comfy.run_node(
+            "DDE_DifferentialKSamplerAdvanced", model=model, positive=cond, negative=cond, latent_image=latent,
+            change_map=cmap)),
+        ("DiffEdit Mask", "latent", lambda: comfy.run_node("DDE_DiffEditMask", model=model, query=cond, latent=latent)),
+        ("DiffEdit Edit", "latent", lambda: comfy.run_node("DDE_DiffEditEdit", model=model, query=cond, latent=latent,
+                                                           mask=cmap)),
+        ("Strength Fan", "latent_image", lambda: comfy.run_node(
+            "DDE_StrengthFan", model=model, positive=cond, negative=cond, latent_image=latent, vae=None)),
+        ("Change Map Schedule Preview", "latent_image", lambda: comfy.run_node(
+            "DDE_SchedulePreview", model=model, change_map=cmap, latent_image=latent)),
+    ]
+
+
+@pytest.mark.parametrize("name", F.OTHERS)
+def test_audio_and_3d_latents_are_refused_naming_the_input(comfy, name):
+    """Stable Audio (1-D), ACE-Step (4-D, but audio) and Hunyuan3D (1-D shape latents): every node refuses the
+    latent before sampling, naming the node and the input."""
+    model, samples = F.other_model(name)
+    cond = [[torch.zeros(1, 4, 768), {}]]
+    for node, input_name, run in _refusals(comfy, model, {"samples": samples}, cond):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected the latent of an image or video "
+                                           f"model"), str(error.value)
+
+
+@pytest.mark.parametrize("name,shape,expected", [
+    ("sd15", (1, 4, 2, 8, 8), "an image LATENT (batch, channels, height, width), got tensor of shape (1, 4, 2, 8, 8)"),
+    ("wan21", (1, 16, 8), "an image LATENT (batch, channels, height, width) or a video LATENT"),
+], ids=["video-latent-for-an-image-model", "3d-latent-for-a-video-model"])
+def test_a_latent_of_other_dimensions_than_the_model_samples_is_refused(comfy, fam, name, shape, expected):
+    """A video latent for an image model (which fails inside the model in KSampler), a 3-D one for a video model."""
+    f = fam(name)
+    for node, input_name, run in _refusals(comfy, f.model, {"samples": torch.zeros(shape)}, f.positive):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected {expected}"), str(error.value)
+
+
+def test_video_maps_of_another_count_than_the_frames_are_refused(comfy, fam):
+    """A video latent of 2 frames takes 1, 2 (one per latent frame) or B x T maps; 3 maps name the change map."""
+    f = fam("wan21", 2)
+    expected = "Differential KSampler: input 'change_map' expected 1, 2 \\(one per latent frame\\) or 2 maps"
+    with pytest.raises(ValueError, match=expected):
+        comfy.run_node("DDE_DifferentialKSampler", model=f.model, positive=f.positive, negative=f.negative,
+                       latent_image={"samples": f.latent}, change_map=torch.ones(3, 64, 64))
+
+
+def test_nested_audio_video_latent_is_refused(comfy, fam):
+    """LTX-2's audio + video latent (LTXVConcatAVLatent: nested): every node names the latent input; Apply Change
+    Map + KSampler refuses it inside sampling. Its video stream alone runs in the matrix (``ltxav``)."""
+    import nodes
+
+    f = fam("ltxav")
+    audio = {"samples": torch.zeros(1, 8, 5, 16)}
+    av = nodes.NODE_CLASS_MAPPINGS["LTXVConcatAVLatent"].execute({"samples": f.latent}, audio)
+    av = av[0] if isinstance(av, tuple) else av.result[0]
+    assert av["samples"].is_nested
+    for node, input_name, run in _refusals(comfy, f.model, av, f.positive):
+        with pytest.raises(ValueError) as error:
+            run()
+        assert str(error.value).startswith(f"{node}: input '{input_name}' expected an image LATENT"), str(error.value)
+    patched = comfy.node("DDE_ApplyChangeMap").execute(f.model, _map(f, 0.5), "step", False, 1.0, 0.0, "normal")[0]
+    with pytest.raises(ValueError, match="input 'latent_image' expected a single latent \\(not a nested multi-part"):
+        nodes.KSampler().sample(patched, 3, STEPS, 1.0, "euler", "normal", f.positive, f.negative, av)
+
+
+# -- picture pixels per latent cell: from the model's latent format -------------------------------------------
+
+@pytest.mark.parametrize("name,ratio", [("chroma_radiance", 1), ("sd15", 8), ("flux2", 16)])
+def test_nodes_without_a_picture_size_it_by_the_models_pixels_per_latent_cell(comfy, fam, name, ratio):
+    """DiffEdit Mask without an image gives masks of the picture's size (latent x the latent format's downscale
+    ratio: 1 in pixel space, 16 for Flux.2); the Schedule Preview without a latent takes map size / that ratio cells."""
+    f = fam(name)
+    h, w = f.latent.shape[-2:]
+    heat, mask, shown, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive,
+                                          latent={"samples": f.latent}, n=1, reference=f.negative)
+    assert heat.shape == mask.shape == (1, ratio * h, ratio * w) and shown.shape == (1, ratio * h, ratio * w, 3)
+    cmap = torch.zeros(1, 64, 64)
+    cmap[..., 32:] = 1.0
+    preview = comfy.node("DDE_SchedulePreview")
+    _, effective, _ = preview.execute(f.model, cmap, STEPS, "euler", "normal", 1.0, "step", False)
+    cells = 64 // ratio
+    assert effective.shape == (1, cells, cells)
+    assert torch.equal(effective[..., cells // 2:], torch.ones_like(effective[..., cells // 2:]))
+    assert torch.equal(effective[..., : cells // 2], torch.zeros_like(effective[..., : cells // 2]))

@@ -186,11 +186,11 @@ def dk_latent_3d(server):
 
 
 @case
-def dk_video_latent_map_count(server):
+def dk_video_latent_for_an_image_model(server):
     g = G().base()
     g.latent = g.tensor("1,4,5,32,32", "zeros", out=1)
     g.report(g.dk(g.tensor("3,64,64", "ones")))
-    expect_error(server, g, "Differential KSampler: input 'change_map'", "one per latent frame")
+    expect_error(server, g, "Differential KSampler: input 'latent_image'", "an image LATENT")
 
 
 @case
