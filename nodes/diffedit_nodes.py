@@ -43,13 +43,14 @@ class DiffEditMask(io.ComfyNode):
                                tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
                 io.Combo.Input("threshold_method", options=list(core.METHODS), default="rescale",
                                tooltip="rescale (paper): clip the top and bottom 8% of the difference, rescale to 0..1, cut "
-                               "at threshold. minmax: plain min-max then cut (rescale before the fix: small masks). clamp: "
-                               "cap at ratio x mean then divide by the max (diffusers). otsu: automatic cut. percentile: "
-                               "keep the top part."),
+                               "at threshold. minmax: plain min-max then cut (rescale before the fix: small masks). clamp (diffusers' "
+                               "generate_mask): cap at clamp_ratio x mean, divide by that cap, keep what is above threshold. "
+                               "otsu: automatic cut. percentile: keep the top part."),
                 io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Cut for rescale, minmax and clamp (paper: 0.5)."),
+                               tooltip="Cut for rescale, minmax and clamp (paper and diffusers: 0.5); clamp keeps heat strictly above it."),
                 io.Float.Input("clamp_ratio", default=3.0, min=0.1, max=100.0, step=0.1,
-                               tooltip="clamp method: differences above this x the mean are capped (diffusers: 3)."),
+                               tooltip="clamp method: differences are capped at this x their mean and divided by that cap (diffusers' "
+                               "mask_thresholding_ratio: 3)."),
                 io.Float.Input("percentile", default=0.8, min=0.0, max=1.0, step=0.01,
                                tooltip="percentile method: the fraction of the picture left outside the mask."),
                 io.Float.Input("smooth", default=0.0, min=0.0, max=256.0, step=0.5,

@@ -32,7 +32,8 @@ def change_map_inputs(default_mode: str = "step") -> list:
 
 def mode_input(default: str = "step", tooltip: str | None = None) -> io.Combo.Input:
     return io.Combo.Input("mode", options=list(MODES), default=default, tooltip=tooltip or (
-        "How a map value becomes a start step. step: the paper, a value g is sampled for the last g x steps. denoise: g "
+        "How a map value becomes a start step. step: the paper's rule, a value g is sampled for the last floor(g x steps) "
+        "steps (the authors' code runs one step more and moves map-0 pixels in its last step; here 0 stays exact). denoise: g "
         "starts at the noise level where KSampler with denoise = g starts (same meaning on every model family). "
         "timestep: the built-in DifferentialDiffusion's threshold on model timesteps (for old workflows; grey does "
         "little on shifted flow models)."))

@@ -5,10 +5,15 @@ Tiers (pytest markers, set from what a test needs, see ``tier_of``):
   comfy    real ComfyUI in-process (fixtures comfy, cw, tiny_models), the pack loaded by ComfyUI's own loader
   server   a real ComfyUI server on 127.0.0.1 with the pack installed (fixture server)
   browser  test_browser_*: the server's frontend in headless Debian chromium (Playwright)
+  oracle   test_oracle_*: ComfyUI in-process beside the peers' own code (diffusers' DiffEdit pipeline,
+           exx8's Differential Diffusion pipeline) on one tiny model; needs diffusers and transformers, and
+           for the tests of the ``exx8`` fixture the authors' file from a git snapshot (dde_world/exx8.py)
 File names say where a test mostly lives (test_core_*, test_comfy_*, ...), not its tier.
 
 ComfyUI is found through COMFYUI_PATH or because the pack sits in ComfyUI/custom_nodes/.
-Without it the ComfyUI tiers are skipped with one loud line saying so.
+Without it the ComfyUI tiers are skipped with one loud line saying so; without diffusers or
+transformers (test-only dependencies, installed by .ci/run) the oracle tier is skipped the same way, and
+without the Differential Diffusion authors' snapshot (``DDE_EXX8_REPO``) the tests that run their code.
 """
 
 from __future__ import annotations
@@ -18,11 +23,44 @@ import shutil
 
 import pytest
 
+from dde_world import exx8 as exx8_code
 from dde_world import locate
 
 COMFY = locate.find_comfyui()
-NO_COMFY = ("COMFYUI NOT FOUND: the comfy, server and browser tiers are SKIPPED "
+NO_COMFY = ("COMFYUI NOT FOUND: the comfy, server, browser and oracle tiers are SKIPPED "
             "(set COMFYUI_PATH to a ComfyUI checkout, see docs/development.md)")
+
+
+#: the diffusers release the oracle tier is written against (its DiffEdit pipeline, and the workaround of its
+#: generate_mask bug); .ci/run installs 0.42.1
+ORACLE_DIFFUSERS = "0.42."
+
+
+def _oracle_missing() -> str | None:
+    """Why the oracle tier cannot run (diffusers / transformers not importable, another diffusers), or None."""
+    import importlib.metadata
+    import importlib.util
+
+    missing = []
+    for module in ("diffusers", "transformers"):   # found without importing them (every run asks)
+        if importlib.util.find_spec(module) is None:
+            missing.append(f"{module} not installed")
+        elif module == "diffusers" and not importlib.metadata.version(module).startswith(ORACLE_DIFFUSERS):
+            missing.append(f"diffusers {importlib.metadata.version(module)} installed, the tier needs {ORACLE_DIFFUSERS}x")
+    if missing:
+        return ("ORACLE PEERS NOT AVAILABLE: the oracle tier is SKIPPED (" + "; ".join(missing)
+                + "; .ci/run installs them, see docs/development.md)")
+    return None
+
+
+_ORACLE_MISSING: list = []
+
+
+def oracle_missing() -> str | None:
+    """:func:`_oracle_missing`, computed once."""
+    if not _ORACLE_MISSING:
+        _ORACLE_MISSING.append(_oracle_missing())
+    return _ORACLE_MISSING[0]
 
 
 def _browser_missing() -> str | None:
@@ -39,9 +77,11 @@ def _browser_missing() -> str | None:
 def pytest_report_header(config):
     lines = [f"differential-edit pack: {locate.PACK_ROOT}"]
     lines.append(f"ComfyUI: {COMFY}" if COMFY else "!!! " + NO_COMFY + " !!!")
-    missing = _browser_missing()
-    if missing:
-        lines.append("!!! " + missing + " !!!")
+    for missing in (_browser_missing(), oracle_missing() if COMFY else None, exx8_code.missing() if COMFY else None):
+        if missing:
+            lines.append("!!! " + missing + " !!!")
+    if COMFY and not exx8_code.missing():
+        lines.append("Differential Diffusion authors' code: " + exx8_code.find_source()[1])
     return lines
 
 
@@ -50,9 +90,12 @@ COMFY_FIXTURES = {"comfy", "cw", "tiny_models"}
 
 
 def tier_of(item) -> str:
-    """A test's tier from what it needs: the browser files, the ``server`` fixture, ComfyUI fixtures, else core."""
-    if os.path.basename(str(item.fspath)).startswith("test_browser_"):
+    """A test's tier from what it needs: the browser and oracle files, the ``server`` fixture, ComfyUI fixtures, else core."""
+    name = os.path.basename(str(item.fspath))
+    if name.startswith("test_browser_"):
         return "browser"
+    if name.startswith("test_oracle_"):
+        return "oracle"
     names = set(getattr(item, "fixturenames", ()))
     if "server" in names:
         return "server"
@@ -70,6 +113,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=NO_COMFY))
         elif tier == "browser" and browser_missing:
             item.add_marker(pytest.mark.skip(reason=browser_missing))
+        elif tier == "oracle" and oracle_missing():
+            item.add_marker(pytest.mark.skip(reason=oracle_missing()))
+        elif tier == "oracle" and "exx8" in item.fixturenames and exx8_code.missing():
+            item.add_marker(pytest.mark.skip(reason=exx8_code.missing()))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -78,6 +125,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     missing = _browser_missing()
     if COMFY and missing:
         terminalreporter.write_line("!!! " + missing + " !!!", red=True, bold=True)
+    if COMFY and oracle_missing():
+        terminalreporter.write_line("!!! " + oracle_missing() + " !!!", red=True, bold=True)
+    if COMFY and exx8_code.missing():
+        terminalreporter.write_line("!!! " + exx8_code.missing() + " !!!", red=True, bold=True)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -114,7 +165,7 @@ def cw(comfy):
 
 @pytest.fixture(autouse=True)
 def _inference_mode(request):
-    if request.node.get_closest_marker("comfy"):
+    if request.node.get_closest_marker("comfy") or request.node.get_closest_marker("oracle"):
         import torch
 
         with torch.inference_mode():
@@ -157,3 +208,28 @@ def server(tiny_models):
         yield srv
     finally:
         srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def oracle(tiny_models):
+    """The tiny checkpoint on both sides (oracle tier): ComfyUI's MODEL and CLIP, diffusers' UNet, transformers' CLIP.
+
+    ``dde_world.peers`` holds the conversion (ComfyUI's own ``unet_to_diffusers`` key map, strict loads).
+    """
+    import types
+
+    import nodes
+
+    from dde_world import peers
+
+    model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_models["checkpoint"])
+    return types.SimpleNamespace(model=model, clip=clip, unet=peers.diffusers_unet(model),
+                                 text_encoder=peers.transformers_clip(clip), tokenizer=peers.tokenizer(), peers=peers)
+
+
+@pytest.fixture(scope="session")
+def exx8(oracle):
+    """``dde_world.exx8`` with the Differential Diffusion authors' ``SD2/diff_pipe.py`` executed from the snapshot
+    (oracle tier; a test asking for it is skipped loudly without the snapshot: ``pytest_collection_modifyitems``)."""
+    exx8_code.load()
+    return exx8_code

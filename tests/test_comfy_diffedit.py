@@ -252,3 +252,28 @@ def test_sampler_without_reference_inverts_with_the_zeroed_query(comfy, cw, worl
         guider = nodes["CFGGuider"].execute(model, q, zero, 2.0)[0]
         outs.append(nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": world.latent(0)})[0])
     assert torch.equal(outs[0]["samples"], outs[1]["samples"])
+
+
+def test_mask_does_not_depend_on_the_output_size_when_differences_exceed_one(comfy, tiny_models, mask_node):
+    """Raw x0 differences above 1 latent unit (strength 0.9, cfg 7.5 on the tiny SD1.5 model; common on flow models
+    and with cfg) are resampled to the picture, never clamped: the picture-size heat at the cell centres is the
+    latent-grid heat up to resampling, and so is the mask wherever the heat is not within resampling of the cut."""
+    import nodes
+
+    from dde_world.probes import returned_locals
+
+    model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_models["checkpoint"])
+    q = nodes.CLIPTextEncode().encode(clip, "a red cat")[0]
+    r = nodes.CLIPTextEncode().encode(clip, "a dog")[0]
+    latent = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3)) * 5.0
+    out = {}
+    for size in (16, 128):
+        out[size], seen = returned_locals("execute", lambda: mask_node(model, q, latent, r, strength=0.9, n=4, cfg=7.5,
+                                                                       method="minmax", image=torch.zeros(1, size, size, 3)))
+    assert float(seen["diff"].max()) > 1.5 and float((seen["diff"] > 1).float().mean()) > 0.2
+    (heat_s, mask_s, _, _), (heat_b, mask_b, _, _) = out[16], out[128]
+    centres = heat_b[:, 4::8, 4::8]            # the picture pixel next to each cell's centre (1/16 cell away)
+    sure = (heat_s - 0.5).abs() > 0.1
+    assert (centres - heat_s).abs().max().item() < 0.1
+    assert torch.equal(mask_b[:, 4::8, 4::8][sure], mask_s[sure]) and int(sure.sum()) > 128
+    assert abs(float(mask_b.mean()) - float(mask_s.mean())) < 0.05

@@ -30,3 +30,22 @@ def test_links_and_pictures_in_the_docs_exist():
             if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(doc), unquote(target)))):
                 broken.append(f"{os.path.relpath(doc, PACK_ROOT)} -> {target}")
     assert broken == []
+
+
+def _schema_input(comfy, node_id, name):
+    return next(i for i in comfy.node(node_id).GET_SCHEMA().inputs if i.id == name)
+
+
+def test_rescale_clip_share_is_the_same_number_in_code_tooltip_and_docs(comfy):
+    """``rescale`` clips the top and bottom ``1 - OUTLIER_QUANTILE`` of the pixels: the code, the tooltip, the
+    help page and docs/diffedit.md say one number (a help page once said 2 % where the code clipped 8 %)."""
+    core = comfy.module("nodes.core.diffedit_math")
+    share = round(100 * (1 - core.OUTLIER_QUANTILE), 6)
+    texts = {"tooltip": _schema_input(comfy, "DDE_DiffEditMask", "threshold_method").tooltip,
+             "help page": _read(os.path.join(PACK_ROOT, "js", "docs", "DDE_DiffEditMask", "en.md")),
+             "docs/diffedit.md": _read(os.path.join(PACK_ROOT, "docs", "diffedit.md")),
+             "core docstring": core.__doc__}
+    said = {name: [float(v) for v in re.findall(r"top and bottom (\d+(?:\.\d+)?) ?%", text)] for name, text in texts.items()}
+    assert all(said.values()) and {v for vs in said.values() for v in vs} == {share}, said
+    formulas = [float(v) for v in re.findall(r"floor\((0\.\d+) · N\)", texts["help page"])]
+    assert formulas == [round(1 - core.OUTLIER_QUANTILE, 6)]

@@ -64,3 +64,40 @@ def test_rescale_is_per_image_and_constant_heat_gives_zero(D):
     both = torch.cat([d, torch.ones(1, 10, 10)])
     heat, mask = D.heat_and_mask(both, (10, 10))
     assert torch.equal(mask[0].bool(), region[0]) and float(heat[1].abs().max()) == 0.0 and float(mask[1].sum()) == 0.0
+
+
+def test_clamp_is_diffusers_rule_divide_by_the_cap_and_keep_what_is_strictly_above(D):
+    """diffusers' generate_mask: ``clamp(d, 0, ratio * mean) / (ratio * mean) > 0.5`` (not a division by the max)."""
+    d = torch.tensor([[[0.0, 0.0], [1.5, 2.5]]])               # mean 1, cap 3: heat 0, 0, 0.5, 5/6
+    heat, mask = D.heat_and_mask(d, (2, 2), "clamp")
+    assert torch.allclose(heat, torch.tensor([[[0.0, 0.0], [0.5, 2.5 / 3]]]), atol=1e-7)
+    assert mask.tolist() == [[[0.0, 0.0], [0.0, 1.0]]]          # 0.5 is not above the cut
+    flat = torch.full((1, 10, 10), 0.2)                         # max / mean = 1.26 < 3: the cap is never reached
+    flat[0, :3] = 0.3
+    heat, mask = D.heat_and_mask(flat, (10, 10), "clamp")
+    assert float(heat.max()) == pytest.approx(0.3 / (3 * 0.23)) and float(mask.sum()) == 0.0   # the old rule: all in
+    capped = D.heat_and_mask(torch.tensor([[[0.0, 0.0, 0.0, 8.0]]]), (1, 4), "clamp")     # mean 2, cap 6: 8 -> 1
+    assert capped[0].tolist() == [[[0.0, 0.0, 0.0, 1.0]]] and capped[1].tolist() == [[[0.0, 0.0, 0.0, 1.0]]]
+    assert float(D.heat_and_mask(torch.zeros(1, 3, 3), (3, 3), "clamp")[0].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("method", ["rescale", "minmax", "clamp", "otsu"])
+def test_differences_above_one_are_resampled_not_clamped(D, method):
+    """A 0.6 ring beside a 2.4 core: the ring stays out of the mask at the latent grid and at 8x the size (clamping
+    the enlarged differences to 1 read it as 0.6 of the maximum there, inside the mask at 0.5)."""
+    d = torch.zeros(1, 12, 12)
+    d[0, 2:10, 2:10] = 0.6                                      # a ring two cells wide ...
+    d[0, 4:8, 4:8] = 2.4                                        # ... around a core
+    ring = torch.zeros(1, 12, 12)
+    ring[0, 2:10, 2:10] = 1.0
+    ring[0, 4:8, 4:8] = 0.0
+    small = D.heat_and_mask(d, (12, 12), method, ratio=4.0)     # clamp: cap 1.6 (a ratio of 3 puts the ring on the cut)
+    big = D.heat_and_mask(d, (96, 96), method, ratio=4.0)
+    enlarged = torch.nn.functional.interpolate(ring.unsqueeze(1), size=(96, 96), mode="bilinear", align_corners=False)
+    pure_ring = enlarged[0, 0] == 1.0                           # picture pixels interpolated from ring cells only
+    assert int(pure_ring.sum()) > 500
+    assert torch.equal(big[1][0, 4::8, 4::8], small[1][0])      # the same mask at each cell's centre
+    assert float(small[1][0][ring[0].bool()].max()) == 0.0 and float(big[1][0][pure_ring].max()) == 0.0
+    assert float(big[1][0, 44:52, 44:52].min()) == 1.0          # the core's middle is in
+    if method == "minmax":
+        assert float(small[0][0, 2, 2]) == pytest.approx(0.25) and float(big[0][0][pure_ring].max()) == pytest.approx(0.25)

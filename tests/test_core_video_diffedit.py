@@ -44,3 +44,14 @@ def test_video_frames_are_normalised_together_and_laid_out_sample_major(D):
     assert torch.equal(mask[1, :2], torch.ones(2, 4)) and torch.equal(mask[1, 2:], torch.zeros(2, 4))
     for i in (3, 4, 5):
         assert torch.equal(mask[i, :, 2:], torch.ones(4, 2)) and torch.equal(mask[i, :, :2], torch.zeros(4, 2))
+
+
+def test_video_differences_above_one_are_resampled_not_clamped(D):
+    """As for images: a 0.6 ring beside a 2.4 core stays out of the mask at 8x the latent size in every frame."""
+    d = torch.zeros(1, 2, 12, 12)
+    d[0, :, 2:10, 2:10] = 0.6
+    d[0, :, 4:8, 4:8] = 2.4
+    small = D.video_heat_and_mask(d, (12, 12), "minmax")
+    big = D.video_heat_and_mask(d, (96, 96), "minmax")
+    assert torch.equal(big[1][:, 4::8, 4::8], small[1]) and float(small[1].sum()) == 2 * 16
+    assert float(big[0][:, 20, 20].max()) == pytest.approx(0.25)     # deep in the ring (clamped enlargement: 0.6)

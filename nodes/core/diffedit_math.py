@@ -19,7 +19,9 @@ Normalisation and thresholds (per image):
                  stays between 25 % and 50 % of the raw range at threshold 0.5.
   ``minmax``     heat = (d - min) / (max - min); mask = heat >= threshold (what ``rescale``
                  was before: a plain min-max, masks too small on learned models)
-  ``clamp``      heat = min(d, ratio * mean) / max(...); mask = heat >= threshold (diffusers)
+  ``clamp``      diffusers' ``generate_mask`` rule: ``cap = ratio * mean(d)``;
+                 heat = clamp(d, 0, cap) / cap; mask = heat > threshold (strictly above, as diffusers'
+                 ``> 0.5``). Per image (diffusers takes the mean over its whole batch).
   ``otsu``       heat as minmax; mask = heat >= Otsu's threshold of the heat histogram
   ``percentile`` heat as minmax; mask = heat >= the ``percentile`` quantile of the heat
 
@@ -39,7 +41,7 @@ import kornia
 import torch
 
 from .errors import InputError
-from .maps import blur_maps, resize_maps
+from .maps import blur_maps, resample
 
 METHODS = ("rescale", "minmax", "clamp", "otsu", "percentile")
 #: ``rescale``: the fraction of pixels below the upper clip (and above the lower one); tuned on the
@@ -106,11 +108,9 @@ def chunks(n: int, size: int) -> list[tuple[int, int]]:
 def normalize(d: torch.Tensor, method: str, ratio: float = 3.0) -> torch.Tensor:
     """Per-image 0..1 heat from raw differences ``(B,H,W)`` (constant maps give 0)."""
     d = d.to(torch.float32)
-    if method == "clamp":
+    if method == "clamp":   # diffusers: mask_guidance_map.clamp(0, cap) / cap with cap = ratio * mean
         cap = ratio * d.mean(dim=(1, 2), keepdim=True)
-        d = torch.minimum(d, cap)
-        top = d.amax(dim=(1, 2), keepdim=True)
-        return torch.where(top > 0, d / top.clamp(min=1e-30), torch.zeros_like(d))
+        return torch.where(cap > 0, torch.minimum(d.clamp(min=0.0), cap) / cap.clamp(min=1e-30), torch.zeros_like(d))
     if method == "rescale":
         lo, hi = clip_range(d, OUTLIER_QUANTILE)
         hi = torch.maximum(hi, lo + CLIP_FLOOR * (d.amax(dim=(1, 2), keepdim=True) - lo))
@@ -128,6 +128,12 @@ def clip_range(d: torch.Tensor, quantile: float) -> tuple[torch.Tensor, torch.Te
     hi = torch.kthvalue(flat, n - k, dim=1).values if k > 0 else flat.amax(dim=1)
     lo = torch.kthvalue(flat, k + 1, dim=1).values if k > 0 else flat.amin(dim=1)
     return lo.view(-1, 1, 1), hi.view(-1, 1, 1)
+
+
+def cut(heat: torch.Tensor, method: str, threshold: float = 0.5, percentile: float = 0.8) -> torch.Tensor:
+    """The binary mask of ``heat`` for ``method``: ``heat >= cut``, or ``heat > threshold`` for ``clamp`` (diffusers')."""
+    at = thresholds(heat, method, threshold, percentile).to(heat.device)
+    return ((heat > at) if method == "clamp" else (heat >= at)).to(torch.float32)
 
 
 def mask_stats(heat: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -185,15 +191,15 @@ def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "resc
                   grow_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw latent-grid differences ``(B,h,w)`` → soft heat and binary mask at ``size`` (both ``(B,H,W)``).
 
-    The differences are enlarged bilinearly to ``size``, optionally Gaussian-smoothed (``smooth``
-    px radius), normalised by ``method``, thresholded, then grown or shrunk by ``grow_pixels``.
+    The differences are resampled to ``size`` (bilinear when enlarging, area when shrinking; never
+    clamped, so the mask does not depend on latent units or output size), optionally Gaussian-smoothed
+    (``smooth`` px radius), normalised by ``method``, thresholded, then grown or shrunk by ``grow_pixels``.
     """
-    d = resize_maps(diff.to(torch.float32), size) if tuple(diff.shape[-2:]) != tuple(size) else diff.to(torch.float32)
+    d = resample(diff.to(torch.float32), size)
     if smooth > 0:
         d = blur_maps(d, int(round(smooth)))
     heat = normalize(d, method, ratio)
-    cut = thresholds(heat, method, threshold, percentile).to(heat.device)
-    mask = (heat >= cut).to(torch.float32)
+    mask = cut(heat, method, threshold, percentile)
     return heat.contiguous(), grow(mask, grow_pixels).contiguous()
 
 
@@ -226,13 +232,12 @@ def video_heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str =
     """
     b, t = diff.shape[:2]
     d = smooth_frames(diff.to(torch.float32), temporal).reshape(b * t, *diff.shape[2:])
-    d = resize_maps(d, size) if tuple(d.shape[-2:]) != tuple(size) else d
+    d = resample(d, size)
     if smooth > 0:
         d = blur_maps(d, int(round(smooth)))
     h, w = d.shape[-2:]
     heat = normalize(d.reshape(b, t * h, w), method, ratio)
-    cut = thresholds(heat, method, threshold, percentile).to(heat.device)
-    mask = (heat >= cut).to(torch.float32).reshape(b * t, h, w)
+    mask = cut(heat, method, threshold, percentile).reshape(b * t, h, w)
     return heat.reshape(b * t, h, w).contiguous(), grow(mask, grow_pixels).contiguous()
 
 

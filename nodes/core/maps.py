@@ -54,22 +54,32 @@ def read_change_map(mask, invert: bool = False, input_name: str = "change_map") 
     return apply_polarity(as_maps(mask, input_name), bool(invert))
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(B,H,W)`` maps to ``size`` = (h, w).
+def resample(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample ``(B,H,W)`` values of any range to ``size`` = (h, w), without clamping.
 
     Shrinking is area-averaged (each latent cell gets the mean of the pixels it covers, so a
     half-covered cell gets 0.5); enlarging is bilinear. Same size returns the input unchanged.
     """
     h, w = int(size[0]), int(size[1])
-    if tuple(maps.shape[-2:]) == (h, w):
-        return maps
-    x = maps.unsqueeze(1)
+    if tuple(values.shape[-2:]) == (h, w):
+        return values
+    x = values.unsqueeze(1)
     mid = (min(h, x.shape[-2]), min(w, x.shape[-1]))
     if mid != tuple(x.shape[-2:]):
         x = F.interpolate(x, size=mid, mode="area")
     if mid != (h, w):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return x[:, 0].clamp(0.0, 1.0)
+    return x[:, 0]
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(B,H,W)`` maps to ``size`` = (h, w) as :func:`resample` does, clamped to 0..1.
+
+    Same size returns the input unchanged.
+    """
+    if tuple(maps.shape[-2:]) == (int(size[0]), int(size[1])):
+        return maps
+    return resample(maps, size).clamp(0.0, 1.0)
 
 
 def match_batch(maps: torch.Tensor, batch: int, input_name: str, what: str = "latent batch") -> torch.Tensor:

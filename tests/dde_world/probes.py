@@ -1,4 +1,6 @@
-"""Probes shared by the sampler tests: level maps, a recording mask function, Spearman's rho."""
+"""Probes shared by the sampler tests: level maps, a recording mask function, Spearman's rho, a function's locals."""
+
+import sys
 
 import torch
 
@@ -74,3 +76,26 @@ def host_reads(fn) -> tuple[list[str], list[str]]:
     with Record():
         fn()
     return ops, [op for op in ops if op in SCALAR_READS]
+
+
+def returned_locals(function_name: str, call):
+    """``(call(), locals)``: the local variables of the (last) Python function named ``function_name`` as it returned.
+
+    The outermost call of that name returns last, so its locals are the ones kept (e.g. a node's ``execute``
+    rather than a nested one); the function's code is not touched.
+    """
+    seen: dict = {}
+
+    def profile(frame, event, arg):
+        if event == "return" and frame.f_code.co_name == function_name:
+            seen.clear()
+            seen.update(frame.f_locals)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        result = call()
+    finally:
+        sys.setprofile(previous)
+    assert seen, f"{function_name} never returned"
+    return result, seen
