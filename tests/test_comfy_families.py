@@ -273,6 +273,10 @@ def test_diffedit_mask_and_edit(comfy, fam, name, frames):
     size = (b * t, f.ratio * h, f.ratio * w)
     assert heat.shape == mask.shape == size and shown.shape == (*size, 3)
     assert torch.isfinite(heat).all() and set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    # the rescaled heat of each picture (all its frames together) spans 0..1, so its mask holds both kinds of pixel
+    per_picture = heat.reshape(b, -1)
+    assert torch.equal(per_picture.amin(1), torch.zeros(b)) and torch.equal(per_picture.amax(1), torch.ones(b))
+    assert torch.equal(mask.reshape(b, -1).amax(1), torch.ones(b)) and torch.equal(mask.reshape(b, -1).amin(1), torch.zeros(b))
     edit_mask = _half(f)
     out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, {"samples": f.latent}, edit_mask, STEPS, 0.8, 1.0,
                                                  "normal", 0, False, f.negative, None)[0]["samples"]
