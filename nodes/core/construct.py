@@ -281,8 +281,6 @@ def channel_map(image, channel: str, invert: bool = False,
     pick = CHANNELS[channel]
     if c == 1 and pick != 3:
         out = img[..., 0]
-    elif c not in (3, 4):
-        raise InputError(input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
     elif isinstance(pick, tuple):
         weights = torch.tensor(pick, dtype=torch.float32)
         out = kornia.color.rgb_to_grayscale(img[..., :3].permute(0, 3, 1, 2), rgb_weights=weights)[:, 0]

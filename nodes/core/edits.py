@@ -30,20 +30,15 @@ import torch.nn.functional as F
 from .construct import check_choice, check_number, ramp
 from .errors import InputError, describe
 from .maps import blur_maps, match_batch
-from .pixels import as_images
+from .pixels import as_images, rgb
 
 MATCH = ("affine", "mean/std", "none")
 ROUNDS = 3
 
 
-def _rgb(img: torch.Tensor, input_name: str) -> torch.Tensor:
-    """``(B,H,W,C)`` -> ``(B,3,H,W)``: grey is repeated, alpha dropped."""
-    c = img.shape[-1]
-    if c == 1:
-        img = img.expand(*img.shape[:-1], 3)
-    elif c not in (3, 4):
-        raise InputError(input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
-    return img[..., :3].permute(0, 3, 1, 2).clamp(0.0, 1.0)
+def _rgb(img: torch.Tensor) -> torch.Tensor:
+    """A validated IMAGE ``(B,H,W,C)`` -> ``(B,3,H,W)``: grey is repeated, alpha dropped."""
+    return rgb(img).permute(0, 3, 1, 2).clamp(0.0, 1.0)
 
 
 def _check_int(value, input_name: str, lo: int) -> int:
@@ -112,7 +107,7 @@ def change_map_from_edit(before, after, match: str = "affine", noise_floor: floa
     if isinstance(grow, bool) or not isinstance(grow, int):
         raise InputError("grow", "a whole number of pixels", describe(grow))
     softness = _check_int(softness, "softness", 0)
-    bb, aa = _rgb(b_img, "before"), _rgb(a_img, "after")
+    bb, aa = _rgb(b_img), _rgb(a_img)
     if aa.shape[-2:] != bb.shape[-2:]:
         aa = F.interpolate(aa, size=bb.shape[-2:], mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     batch = max(bb.shape[0], aa.shape[0])
