@@ -205,7 +205,11 @@ def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor
     except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
         raise error.at(spec.node) from None
     if noise_mask is not None:
-        g = g * noise_mask[:, :1].to(g.device, torch.float32)
+        noise_mask = noise_mask[:, :1].to(g.device, torch.float32)
+        if not bool(torch.isfinite(noise_mask).all()):   # a NaN cell would silently never be freed
+            raise InputError("latent_image", "a noise_mask of finite values in 0..1",
+                             "a noise_mask with NaN or infinite values (the sampled latent's)", spec.node)
+        g = g * noise_mask
     g = g.cpu()
     start = start_steps(spec, g, full, patcher)
     if spec.fractional:
