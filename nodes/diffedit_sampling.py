@@ -28,7 +28,7 @@ from tqdm.auto import tqdm   # ComfyUI's console progress bars (its samplers use
 from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core.errors import InputError
-from .differential_sampling import latent_preview_callback
+from .differential_sampling import fitted_latent, latent_preview_callback
 from .hooks import ksampler_sigmas
 
 
@@ -50,21 +50,6 @@ def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.T
     zero = torch.zeros(1, dtype=torch.float32, device=sigma.device)
     s = sigma.reshape(1).to(torch.float32)
     return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
-
-
-def fitted_latent(model, samples: torch.Tensor, input_name: str = "latent") -> torch.Tensor:
-    """The latent as KSampler samples it (an empty one of the wrong channel count or dimensions fixed, as
-    ``fix_empty_latent_channels`` does), or an :class:`InputError` when it cannot fit the model at all (e.g. a
-    video latent for an image model), instead of a tensor-size error from inside the model."""
-    samples = comfy.sample.fix_empty_latent_channels(model, samples)
-    fmt = model.get_model_object("latent_format")
-    dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
-    channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
-    if samples.ndim != dims or samples.shape[1] != channels:
-        kind = {4: "an image latent", 5: "a video latent"}.get(dims, f"a {dims}-D latent")
-        raise InputError(input_name, f"{kind} of this model ({channels} channels, {dims}-D)",
-                         f"shape {tuple(samples.shape)}")
-    return samples
 
 
 def noise_level(model, strength: float) -> float:

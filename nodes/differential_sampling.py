@@ -13,6 +13,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 
+from .core.errors import InputError
 from .hooks import CARRY_KEY, LOG, ChangeMapSpec, Reference, patch_model, schedule_for
 
 
@@ -36,6 +37,21 @@ def _continue_from(latent: torch.Tensor, sampler):
     return comfy.samplers.KSAMPLER(continued, extra_options=sampler.extra_options, inpaint_options=sampler.inpaint_options)
 
 
+def fitted_latent(model, samples: torch.Tensor, input_name: str = "latent") -> torch.Tensor:
+    """The latent as KSampler samples it (an empty one of the wrong channel count or dimensions fixed, as
+    ``fix_empty_latent_channels`` does), or an :class:`InputError` when it cannot fit the model at all (e.g. a
+    video latent for an image model), instead of a tensor-size error from inside the model."""
+    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    fmt = model.get_model_object("latent_format")
+    dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
+    channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
+    if samples.ndim != dims or samples.shape[1] != channels:
+        kind = {4: "an image latent", 5: "a video latent"}.get(dims, f"a {dims}-D latent")
+        raise InputError(input_name, f"{kind} of this model ({channels} channels, {dims}-D)",
+                         f"shape {tuple(samples.shape)}")
+    return samples
+
+
 def latent_preview_callback(model, steps):
     try:
         import latent_preview  # ComfyUI's top-level preview module
@@ -49,7 +65,7 @@ def differential_sample(model, seed: int, steps: int, cfg: float, sampler_name: 
                         start_step: int | None = None, last_step: int | None = None,
                         return_with_leftover_noise: bool = False) -> dict:
     """KSampler / KSamplerAdvanced semantics plus a change map. Returns the output LATENT dict."""
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    latent_image = fitted_latent(model, latent["samples"], "latent_image")
     carry = latent.get(CARRY_KEY) if not add_noise else None
     if carry is not None and tuple(carry["original"].shape) != tuple(latent_image.shape):
         LOG.warning("%s: the latent carries a differential pass of another shape; starting a new schedule", spec.node)

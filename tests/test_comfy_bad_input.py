@@ -83,3 +83,86 @@ def test_pictures_of_other_channel_counts_are_an_error_naming_the_input(comfy, c
     for node_id, name, input_name, inputs in cases:
         with pytest.raises(Err, match=rf"^{name}: input '{input_name}' expected an IMAGE with 1 \(grey\), 3"):
             comfy.run_node(node_id, **inputs)
+
+
+# -- latents: a NaN noise mask, the wrong channel count ------------------------------------------------
+
+def _dk(comfy, cw, world, latent, node="DDE_DifferentialKSampler", model=None, **extra):
+    model = model or cw.make_model(world, "eps")
+    inputs = dict(model=model, steps=4, cfg=1.0, sampler_name="euler", scheduler="normal",
+                  positive=cw.conditioning(world, world.graded_id(0)), negative=cw.conditioning(world, None),
+                  latent_image=latent, change_map=torch.full((1, 256, 256), 0.5), **extra)
+    if node == "DDE_DifferentialKSamplerAdvanced":
+        inputs.update(add_noise="enable", return_with_leftover_noise="disable")
+    return comfy.run_node(node, **inputs)
+
+
+@pytest.mark.parametrize("where", ["everywhere", "one cell"])
+def test_a_nan_latent_noise_mask_is_an_error_naming_latent_image(comfy, cw, world, Err, where):
+    mask = torch.ones(1, 32, 32)
+    if where == "everywhere":
+        mask[:] = float("nan")
+    else:
+        mask[0, 3, 4] = float("nan")
+    latent = {"samples": world.latent(0), "noise_mask": mask}
+    for node, name in (("DDE_DifferentialKSampler", "Differential KSampler"),
+                       ("DDE_DifferentialKSamplerAdvanced", r"Differential KSampler \(Advanced\)")):
+        with pytest.raises(Err, match=rf"^{name}: input 'latent_image' expected a noise_mask of finite values in 0..1, "
+                                      r"got a noise_mask with NaN or infinite values"):
+            _dk(comfy, cw, world, latent, node)
+    # the same latent through Apply Change Map to Model and ComfyUI's own KSampler
+    patched = comfy.run_node("DDE_ApplyChangeMap", model=cw.make_model(world, "eps"),
+                             change_map=torch.full((1, 256, 256), 0.5))[0]
+    with pytest.raises(Err, match=r"^Apply Change Map to Model: input 'latent_image' expected a noise_mask of finite"):
+        comfy.nodes.KSampler().sample(patched, 0, 4, 1.0, "euler", "normal", cw.conditioning(world, world.graded_id(0)),
+                                      cw.conditioning(world, None), latent)
+    # a finite noise mask still works, and is what it was: 0 keeps, 1 lets the map act
+    half = torch.zeros(1, 32, 32)
+    half[:, :, 16:] = 1.0
+    out = _dk(comfy, cw, world, {"samples": world.latent(0), "noise_mask": half})[0]["samples"]
+    assert torch.equal(out[..., :16], world.latent(0)[..., :16]) and not torch.equal(out, world.latent(0))
+
+
+def test_a_latent_of_the_wrong_channel_count_is_an_error_naming_latent_image(comfy, cw, world, Err):
+    wrong = {"samples": torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0))}
+    for node, name in (("DDE_DifferentialKSampler", "Differential KSampler"),
+                       ("DDE_DifferentialKSamplerAdvanced", r"Differential KSampler \(Advanced\)")):
+        with pytest.raises(Err, match=rf"^{name}: input 'latent_image' expected an image latent of this model "
+                                      r"\(4 channels, 4-D\), got shape \(1, 16, 32, 32\)"):
+            _dk(comfy, cw, world, wrong, node)
+    # the same check DiffEdit Mask makes (one function), with its own input's name
+    with pytest.raises(Err, match=r"^DiffEdit Mask: input 'latent' expected an image latent of this model \(4 channels"):
+        comfy.run_node("DDE_DiffEditMask", model=cw.make_model(world, "eps"), query=cw.conditioning(world, 0),
+                       latent=wrong, n=1)
+    # an empty latent of another channel count is what ComfyUI fixes (EmptyLatentImage on an SD3-like model): still fine
+    assert _dk(comfy, cw, world, {"samples": torch.zeros(1, 16, 32, 32)})[0]["samples"].shape == (1, 4, 32, 32)
+
+
+# -- smaller ones: wording, nesting, a stretched picture ---------------------------------------------
+
+def test_one_latent_and_two_masks_says_one_map(comfy, cw, world, Err):
+    with pytest.raises(Err) as caught:
+        comfy.run_node("DDE_DiffEditEdit", model=cw.make_model(world, "eps"), query=cw.conditioning(world, 0),
+                       latent={"samples": world.latent(0)}, mask=torch.ones(2, 256, 256), steps=2)
+    assert str(caught.value) == ("DiffEdit Edit: input 'mask' expected 1 map (the latent batch holds one image), "
+                                 "got 2 maps")
+
+
+def test_deeply_nested_calibration_is_an_error_naming_the_input(comfy, Err):
+    picture = torch.full((1, 16, 16, 3), 0.5)
+    for depth in (5, 100_000):
+        text = "[" * depth + "]" * depth
+        with pytest.raises(Err, match=r"^Change Map Adherence: input 'calibration' expected"):
+            comfy.run_node("DDE_ChangeMapAdherence", original=picture, result=picture, change_map=torch.ones(1, 4, 4),
+                           calibration=text)
+
+
+def test_diffedit_mask_says_when_it_stretches_its_heat_onto_a_picture_of_another_aspect(comfy, cw, world):
+    picture = world.decode(world.latent(0)).float().clamp(0, 1)
+    wide = torch.nn.functional.interpolate(picture.permute(0, 3, 1, 2), size=(128, 256)).permute(0, 2, 3, 1)
+    lines = _diffedit_mask(comfy, cw, world, wide).ui["dde_messages"]
+    stretched = [m for m in lines if m.startswith("image: the picture is 256 x 128 px but the latent is 32 x 32 cells")]
+    assert len(stretched) == 1 and "the heat and the mask are stretched onto it" in stretched[0], lines
+    same_aspect = picture[:, :128, :128].contiguous()
+    assert not [m for m in _diffedit_mask(comfy, cw, world, same_aspect).ui["dde_messages"] if "stretched" in m]
+    assert not [m for m in _diffedit_mask(comfy, cw, world, None).ui["dde_messages"] if "stretched" in m]

@@ -79,7 +79,9 @@ def match_batch(maps: torch.Tensor, batch: int, input_name: str, what: str = "la
         return maps
     if n == 1:
         return maps.expand(batch, *maps.shape[1:])
-    raise InputError(input_name, f"1 map or {batch} maps (one per image of the {what})", f"{n} maps")
+    expected = (f"1 map or {batch} maps (one per image of the {what})" if batch != 1
+                else f"1 map (the {what} holds one image)")
+    raise InputError(input_name, expected, f"{n} maps")
 
 
 def maps_for_latent(maps: torch.Tensor, latent_shape, input_name: str) -> torch.Tensor:
