@@ -36,7 +36,8 @@ def size_inputs() -> list:
         io.Int.Input("height", default=512, min=1, max=MAX_SIZE, step=1,
                      tooltip="Map height in pixels (ignored when a reference is connected)."),
         io.Int.Input("batch_size", default=1, min=1, max=4096,
-                     tooltip="How many copies of the map (ignored when a reference is connected)."),
+                     tooltip="How many copies of the map (ignored when a reference is connected). Width x height x "
+                     "batch_size is at most 268,435,456 pixels (one 16384 x 16384 map); more is an error."),
         io.MultiType.Input("reference", [io.Image, io.Mask], optional=True,
                            tooltip="Optional IMAGE or MASK: the map takes its width, height and batch size."),
     ]

@@ -166,3 +166,19 @@ def test_diffedit_mask_says_when_it_stretches_its_heat_onto_a_picture_of_another
     same_aspect = picture[:, :128, :128].contiguous()
     assert not [m for m in _diffedit_mask(comfy, cw, world, same_aspect).ui["dde_messages"] if "stretched" in m]
     assert not [m for m in _diffedit_mask(comfy, cw, world, None).ui["dde_messages"] if "stretched" in m]
+
+
+# -- map sizes: the cap the core enforces is the one the tooltips and help pages state ------------------
+
+def test_the_map_size_cap_is_the_one_the_tooltip_and_help_pages_state(comfy, Err):
+    from dde_world.locate import PACK_ROOT
+
+    cap = f"{comfy.module('nodes.core.construct').MAX_MAP_PIXELS:,}"
+    for node_id in ("DDE_LinearGradientMap", "DDE_RadialGradientMap", "DDE_AngularGradientMap"):
+        inputs = {i.id: i for i in comfy.node(node_id).GET_SCHEMA().inputs}
+        assert f"at most {cap} pixels" in inputs["batch_size"].tooltip
+        with open(os.path.join(PACK_ROOT, "js", "docs", node_id, "en.md"), encoding="utf-8") as f:
+            assert f"at most {cap} pixels in all" in f.read(), node_id
+    with pytest.raises(Err, match=rf"^Radial Gradient Change Map: input 'batch_size' expected width x height x "
+                                  rf"batch_size at most {cap} pixels"):
+        comfy.run_node("DDE_RadialGradientMap", width=16384, height=16384, batch_size=4096)

@@ -107,8 +107,16 @@ def levels(change_map, in_low: float, in_high: float, out_low: float, out_high: 
 
 # -- canvases and gradients ------------------------------------------------------------------------
 
+#: the most pixels (width x height x batch_size) a map node may be asked to make from numbers: one 16384 x 16384
+#: map (the widgets' largest), 1 GiB of float32 (a reference sets the size of what already exists: no cap)
+MAX_MAP_PIXELS = 2 ** 28
+
+
 def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, int]:
-    """``(batch, height, width)`` of a new map: the reference's (IMAGE ``B,H,W,C`` or MASK) or the numbers."""
+    """``(batch, height, width)`` of a new map: the reference's (IMAGE ``B,H,W,C`` or MASK) or the numbers.
+
+    From numbers, at most :data:`MAX_MAP_PIXELS` in all; more is an error before anything is allocated.
+    """
     if reference is not None:
         if isinstance(reference, torch.Tensor) and reference.ndim == 4 and reference.shape[-1] <= 4:
             ref = as_images(reference, "reference")
@@ -118,6 +126,11 @@ def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, in
     for value, name in ((width, "width"), (height, "height"), (batch, "batch_size")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(name, "a whole number of at least 1", describe(value))
+    pixels = int(width) * int(height) * int(batch)
+    if pixels > MAX_MAP_PIXELS:
+        raise InputError("batch_size" if batch > 1 else "width",
+                         f"width x height x batch_size at most {MAX_MAP_PIXELS:,} pixels (one 16384 x 16384 map, "
+                         f"1 GiB)", f"{width} x {height} x {batch} = {pixels:,} pixels")
     return int(batch), int(height), int(width)
 
 
