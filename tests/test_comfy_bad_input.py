@@ -182,3 +182,99 @@ def test_the_map_size_cap_is_the_one_the_tooltip_and_help_pages_state(comfy, Err
     with pytest.raises(Err, match=rf"^Radial Gradient Change Map: input 'batch_size' expected width x height x "
                                   rf"batch_size at most {cap} pixels"):
         comfy.run_node("DDE_RadialGradientMap", width=16384, height=16384, batch_size=4096)
+
+
+# -- the example pictures in ComfyUI's input folder -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def examples(comfy):
+    return comfy.module("nodes.examples")
+
+
+def _ours(examples) -> dict:
+    out = {}
+    for name in examples.example_inputs():
+        with open(os.path.join(examples.INPUTS, name), "rb") as f:
+            out[name] = f.read()
+    return out
+
+
+def _listing(folder) -> dict:
+    """Every entry of ``folder`` (hidden ones too): its bytes, 'link -> target' or 'folder'."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            out[name] = "link -> " + os.readlink(path)
+        elif os.path.isdir(path):
+            out[name] = "folder"
+        else:
+            with open(path, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def test_example_pictures_are_copied_and_nothing_of_the_users_is_replaced_or_followed(examples, tmp_path):
+    ours = _ours(examples)
+    assert sorted(ours) == ["example_depth.png", "example_edited.png", "example_mask.png", "example_scene.png"]
+    fresh = tmp_path / "fresh"
+    assert examples.install_example_inputs(str(fresh)) == sorted(ours)
+    assert _listing(fresh) == ours                                     # and no temporary file left behind
+    assert examples.install_example_inputs(str(fresh)) == []          # complete copies: nothing to do
+
+    users = tmp_path / "users"
+    users.mkdir()
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(ours["example_scene.png"][:100])              # a truncated copy, but behind a symlink
+    (users / "example_scene.png").symlink_to(outside)
+    (users / "example_depth.png").write_bytes(b"my own picture")      # not a beginning of ours
+    (users / "example_mask.png").write_bytes(ours["example_mask.png"] + b"more")   # longer than ours
+    (users / "example_edited.png").mkdir()                            # a folder of that name
+    before = _listing(users)
+    assert examples.install_example_inputs(str(users)) == []
+    assert _listing(users) == before and outside.read_bytes() == ours["example_scene.png"][:100]
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "example_mask.png").symlink_to(tmp_path / "nowhere.png")
+    assert "example_mask.png" not in examples.install_example_inputs(str(dangling))
+    assert os.path.islink(dangling / "example_mask.png") and not (tmp_path / "nowhere.png").exists()
+
+
+def test_a_truncated_copy_of_an_example_picture_is_repaired(examples, tmp_path, caplog):
+    ours = _ours(examples)
+    (tmp_path / "example_edited.png").write_bytes(ours["example_edited.png"][:1000])   # a copy cut short (disk full)
+    (tmp_path / "example_mask.png").write_bytes(b"")                                 # created, nothing written
+    with caplog.at_level("WARNING", logger="differential_edit"):
+        assert examples.install_example_inputs(str(tmp_path)) == sorted(ours)
+    assert _listing(tmp_path) == ours
+    assert "example_edited.png in %s was a truncated copy of the example picture: repaired" % tmp_path in caplog.text
+
+
+_FULL_DISK = """
+import importlib.util, json, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # past the limit a write fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+spec = importlib.util.spec_from_file_location("examples", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps(module.install_example_inputs(sys.argv[3])))
+"""
+
+
+def test_a_copy_failing_half_way_leaves_no_partial_picture_and_does_not_stop_the_others(examples, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    ours = _ours(examples)
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK, examples.__file__, "300", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    small = sorted(n for n, data in ours.items() if len(data) <= 300)
+    assert small == ["example_depth.png", "example_mask.png"]        # edited (5,516 bytes) fails between them
+    assert json.loads(run.stdout) == small
+    assert _listing(tmp_path) == {n: ours[n] for n in small}          # no partial picture, no temporary file
+    assert "could not copy the example pictures example_edited.png" in run.stderr
+    assert "example_scene.png" in run.stderr
+    assert examples.install_example_inputs(str(tmp_path)) == ["example_edited.png", "example_scene.png"]   # space again
+    assert _listing(tmp_path) == ours
