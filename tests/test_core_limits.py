@@ -39,3 +39,70 @@ def test_maps_from_numbers_are_capped_before_anything_is_allocated(core, Err):
         canvas(16385, 16384, 1, None)                                  # over HTTP ComfyUI's widget check refuses it first
     # a reference sets the size of what already exists: no cap (a 2 x 1 x 1 picture here, to stay small)
     assert canvas(16384, 16384, 4096, torch.zeros(2, 1, 1, 3)) == (2, 1, 1)
+
+
+# -- grow: one function, the square it always had, the same cost at every radius ---------------------------
+
+def _kornia_grow(maps, pixels):
+    """The grow the pack had before (kornia's morphology with a square kernel, geodesic border): the reference."""
+    import kornia
+
+    k = torch.ones(2 * abs(pixels) + 1, 2 * abs(pixels) + 1, dtype=maps.dtype)
+    op = kornia.morphology.dilation if pixels > 0 else kornia.morphology.erosion
+    return op(maps.unsqueeze(1), k, border_type="geodesic")[:, 0]
+
+
+def test_grow_is_the_old_square_bit_for_bit_on_random_masks_and_grey_maps(core):
+    gen = torch.Generator().manual_seed(0)
+    checked = 0
+    for trial in range(40):
+        b = int(torch.randint(1, 3, (1,), generator=gen))
+        h, w = (int(v) for v in torch.randint(1, 40, (2,), generator=gen))
+        density = float(torch.rand(1, generator=gen))
+        binary = (torch.rand(b, h, w, generator=gen) < density).float()
+        grey = torch.rand(b, h, w, generator=gen)
+        for pixels in (1, -1, 2, -3, 7, -9, 45, -45):   # 45: wider than every test map
+            for maps in (binary, grey):
+                got = core.maps.grow(maps, pixels)
+                assert torch.equal(got, _kornia_grow(maps, pixels)), (trial, b, h, w, pixels)
+                checked += 1
+        assert torch.equal(core.maps.grow(binary, 0), binary)
+    assert checked == 40 * 16
+
+
+def test_grow_square_is_exact_on_a_dot_and_at_the_edges(core):
+    dot = torch.zeros(1, 9, 11)
+    dot[0, 4, 5] = 1.0
+    grown = core.maps.grow(dot, 2)[0]
+    assert torch.equal(grown.nonzero().amin(0), torch.tensor([2, 3])) and torch.equal(grown.nonzero().amax(0),
+                                                                                      torch.tensor([6, 7]))
+    assert int(grown.sum()) == 25                                     # the 5 x 5 square
+    full = torch.ones(1, 9, 11)
+    full[0, 0, 0] = 0.0                                               # a corner hole erodes a 3 x 3 square at the corner
+    shrunk = core.maps.grow(full, -2)[0]
+    assert int((shrunk == 0).sum()) == 9 and bool((shrunk[:3, :3] == 0).all())   # the edge itself is not a hole
+
+
+def test_diffedit_and_edit_maps_use_the_same_grow(core):
+    import inspect
+
+    for module in (core.diffedit_math, core.edits, core.visual):
+        assert not hasattr(module, "grow_map") and "kornia.morphology" not in inspect.getsource(module)
+    assert core.diffedit_math.grow is core.maps.grow
+
+
+def test_grow_costs_the_same_at_every_radius(core):
+    import time
+
+    m = (torch.rand(1, 1024, 1024, generator=torch.Generator().manual_seed(1)) < 0.01).float()
+    times = {}
+    for pixels in (1, 256, -256):
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            core.maps.grow(m, pixels)
+            best = min(best, time.perf_counter() - start)
+        times[pixels] = best
+    print("grow at 1024 x 1024, best of 3:", {k: f"{v:.3f} s" for k, v in times.items()})
+    # the old square kernel took H W (2 r + 1)^2 operations: about an hour at radius 256 here; now a few passes
+    assert times[256] < 1.0 and times[-256] < 1.0

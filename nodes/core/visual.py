@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageDraw, ImageFont
 
-from .diffedit_math import grow
+from .maps import grow
 from .errors import InputError
 
 NEVER_COLOUR = (0.0, 0.0, 0.0)
