@@ -13,7 +13,7 @@ import logging
 import torch
 
 from . import hooks
-from .core import facts
+from .core import facts, visual
 from .core.schedule import free_steps
 
 LOG = logging.getLogger("differential_edit")
@@ -55,6 +55,15 @@ def coverage(node: str, input_name: str, mask: torch.Tensor, identical: bool = F
             lines.append(f"{input_name}: the mask covers the whole picture{which(found.full)}: an edit with it changes "
                          f"everything.")
     return _log(node, lines)
+
+
+def preview_cut(node: str, shown: int, total: int) -> list[str]:
+    """The Schedule Preview drew the pictures of the first ``shown`` of ``total`` maps only (its size cap)."""
+    if shown >= total:
+        return []
+    return _log(node, [f"preview: the pictures show the first {shown} of {total} maps (all the pictures together "
+                       f"hold at most {visual.PREVIEW_MAX_PIXELS:,} pixels); effective_strength and start_step hold "
+                       f"every map."])
 
 
 def same_conditioning(a, b) -> bool:

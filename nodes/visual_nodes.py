@@ -113,7 +113,8 @@ class SchedulePreview(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output(display_name="preview", tooltip="Start steps (yellow = first, purple = last, black = "
-                                "never) and effective strength, one square per latent cell."),
+                                "never) and effective strength, one square per latent cell (a panel at most 2048 px a "
+                                "side; at most 33,554,432 pixels in all, a larger batch shows its first maps)."),
                 io.Mask.Output(display_name="effective_strength", tooltip="Free steps / steps per latent cell (latent size)."),
                 io.Mask.Output(display_name="start_step", tooltip="Start step / steps per latent cell (1 = never changes)."),
             ],
@@ -137,9 +138,11 @@ class SchedulePreview(io.ComfyNode):
         n = run.n_steps
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
-        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(start.shape[0])])
+        shown = visual.schedule_images_fitting(start.shape[0], start.shape[-2], start.shape[-1], SCALE)
+        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(shown)])
         levels = messages.levels_of(run)
-        warnings = messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
+        warnings = (messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
+                    + messages.preview_cut(node, shown, int(start.shape[0])))
         ui = overlays.images_ui(picture, label=messages.levels_line(levels), kind="schedule")
         return io.NodeOutput(picture, effective.contiguous(), start_frac.contiguous(),
                              ui=overlays.messages_ui(warnings, ui))

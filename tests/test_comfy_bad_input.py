@@ -278,3 +278,43 @@ def test_a_copy_failing_half_way_leaves_no_partial_picture_and_does_not_stop_the
     assert "example_scene.png" in run.stderr
     assert examples.install_example_inputs(str(tmp_path)) == ["example_edited.png", "example_scene.png"]   # space again
     assert _listing(tmp_path) == ours
+
+
+# -- the Schedule Preview of a narrow map, of a large batch -----------------------------------------------
+
+def test_schedule_preview_of_a_narrow_map_is_capped(comfy, cw, world):
+    narrow = comfy.run_node("DDE_LinearGradientMap", width=8, height=2048, angle=90.0)[0]   # a 1 x 256 latent grid
+    picture, effective, start = comfy.run_node("DDE_SchedulePreview", model=cw.make_model(world, "eps"),
+                                               change_map=narrow, steps=10, sampler_name="euler", scheduler="normal",
+                                               mode="step").args
+    assert effective.shape == (1, 256, 1)
+    assert picture.shape[0] == 1 and picture.shape[1] <= 2048 + 400 and picture.shape[2] == 2 * 256 + 4   # was 65,616 x 640
+
+
+def test_schedule_preview_of_a_large_batch_draws_the_first_maps_and_says_so(comfy, cw, world, monkeypatch):
+    visual = comfy.module("nodes.core.visual")
+    one = visual.schedule_image_size(32, 32)
+    monkeypatch.setattr(visual, "PREVIEW_MAX_PIXELS", 3 * one[0] * one[1])   # room for three 32 x 32 pictures
+    maps = torch.linspace(0, 1, 5).view(5, 1, 1).expand(5, 256, 256).contiguous()
+    out = comfy.run_node("DDE_SchedulePreview", model=cw.make_model(world, "eps"), change_map=maps, steps=10,
+                         sampler_name="euler", scheduler="normal", mode="step")
+    picture, effective, start = out.args
+    assert picture.shape[0] == 3 and effective.shape == start.shape == (5, 32, 32)
+    assert effective[:, 0, 0].tolist() == pytest.approx([0.0, 0.2, 0.5, 0.7, 1.0])
+    assert [m for m in out.ui["dde_messages"] if m.startswith("preview: the pictures show the first 3 of 5 maps")]
+    monkeypatch.undo()
+    out = comfy.run_node("DDE_SchedulePreview", model=cw.make_model(world, "eps"), change_map=maps, steps=10,
+                         sampler_name="euler", scheduler="normal", mode="step")
+    assert out.args[0].shape[0] == 5 and not [m for m in out.ui["dde_messages"] if m.startswith("preview:")]
+
+
+def test_the_preview_caps_are_the_ones_its_help_page_and_tooltip_state(comfy):
+    from dde_world.locate import PACK_ROOT
+
+    visual = comfy.module("nodes.core.visual")
+    with open(os.path.join(PACK_ROOT, "js", "docs", "DDE_SchedulePreview", "en.md"), encoding="utf-8") as f:
+        page = " ".join(f.read().split())
+    tooltip = " ".join(o.tooltip for o in comfy.node("DDE_SchedulePreview").GET_SCHEMA().outputs
+                       if o.display_name == "preview")
+    for text in (page, tooltip):
+        assert f"at most {visual.PREVIEW_MAX_SIDE} px" in text and f"at most {visual.PREVIEW_MAX_PIXELS:,} pixels" in text

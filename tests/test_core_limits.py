@@ -106,3 +106,75 @@ def test_grow_costs_the_same_at_every_radius(core):
     print("grow at 1024 x 1024, best of 3:", {k: f"{v:.3f} s" for k, v in times.items()})
     # the old square kernel took H W (2 r + 1)^2 operations: about an hour at radius 256 here; now a few passes
     assert times[256] < 1.0 and times[-256] < 1.0
+
+
+# -- the Schedule Preview's picture --------------------------------------------------------------------
+
+#: the header and legend of a panel of at most PREVIEW_MAX_SIDE px: two text strips and a colour bar
+TEXT_ROOM = 2 * (int(2048 // 14 * 1.7) + 2) + (int(2048 // 14 * 1.7) + 2) // 2
+
+
+def test_schedule_picture_size_is_capped_for_every_grid_without_drawing(core):
+    v = core.visual
+    assert v.PREVIEW_MAX_SIDE == 2048
+    grids = [(1, 1), (32, 32), (1, 2048), (2048, 1), (256, 1), (64, 1), (2048, 2048), (16384, 16384), (3, 100000),
+             (100000, 3)]
+    for h, w in grids:
+        height, width = v.schedule_image_size(h, w)
+        assert height <= 2048 + TEXT_ROOM and width <= 2 * 2048 + 128, (h, w, height, width)
+    # the issue's worst case: an 8 x 2048 px map is a 1 x 256 latent grid; it was drawn at 256 px per cell,
+    # a 65,616 x 640 picture; now 8 px per cell (2048 px tall)
+    assert v.schedule_cell(256, 1) == 8 and v.schedule_image_size(256, 1)[0] <= 2048 + TEXT_ROOM
+    assert v.schedule_cell(32, 32) == 8 and v.schedule_cell(1, 1) == 256 and v.schedule_cell(4096, 8) == 0
+
+
+def _schedule(core, h, w, n=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, n + 1, (h, w), generator=g).float()
+    start[start == n] = float("inf")
+    effective = core.schedule.free_steps(start, n) / n
+    return start, effective
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (3, 5), (64, 1), (1, 64), (2100, 3)])
+def test_schedule_picture_has_its_size_and_shows_every_cell(core, h, w):
+    v = core.visual
+    start, effective = _schedule(core, h, w)
+    picture = v.schedule_image(start, effective, 10)[0]
+    height, width = v.schedule_image_size(h, w)
+    assert tuple(picture.shape) == (height, width, 3) and height <= 2048 + TEXT_ROOM
+    cell = v.schedule_cell(h, w)
+    ph, pw = (h * cell, w * cell) if cell else (2048, max(1, round(w * 2048 / h)))
+    # header strip, the panels (ph px tall), then a colour bar of half a strip and a text strip
+    strip = next(s for s in range(1, 400) if 2 * s + max(6, s // 2) == picture.shape[0] - ph)
+    left = picture[strip: strip + ph, :pw]
+    colours = (v.step_colours(start, 10) * 255 + 0.5).floor() / 255      # drawn in 8 bits
+    if cell:   # one square of `cell` px per latent cell (its top-left row and column are the grid line)
+        centres = left[cell // 2:: cell, cell // 2:: cell]
+        rows, cols = torch.arange(h), torch.arange(w)
+    else:      # a grid longer than the cap: each pixel shows the cell under its centre
+        centres = left
+        rows = ((torch.arange(ph) + 0.5) * h / ph).long()
+        cols = ((torch.arange(pw) + 0.5) * w / pw).long()
+    assert torch.allclose(centres, colours[rows][:, cols], atol=1e-6)
+    assert bool((picture[strip: strip + ph, pw: max(pw, 256)] == 1.0).all())   # a narrow panel is padded white
+
+
+def test_schedule_pictures_of_a_batch_fit_the_pixel_budget(core):
+    v = core.visual
+    assert v.PREVIEW_MAX_PIXELS == 2 ** 25
+    for (h, w), count in (((32, 32), 4096), ((128, 128), 64), ((256, 1), 4096), ((2048, 2048), 16), ((1, 1), 1)):
+        shown = v.schedule_images_fitting(count, h, w)
+        height, width = v.schedule_image_size(h, w)
+        assert 1 <= shown <= count and (shown == 1 or shown * height * width <= v.PREVIEW_MAX_PIXELS)
+        assert shown == count or (shown + 1) * height * width > v.PREVIEW_MAX_PIXELS
+
+
+def test_schedule_pictures_of_one_grid_have_one_size_whatever_their_texts(core):
+    """A map that changes nothing ("none changes") and one that does: the same size, so a batch concatenates."""
+    v = core.visual
+    never = torch.full((32, 32), float("inf"))
+    start, effective = _schedule(core, 32, 32)
+    a = v.schedule_image(never, torch.zeros(32, 32), 10)
+    b = v.schedule_image(start, effective, 10)
+    assert a.shape == b.shape == (1, *v.schedule_image_size(32, 32), 3)

@@ -135,32 +135,96 @@ def _fit_font(text_items: list[str], width: int, size: int):
         size -= 1
 
 
+#: the schedule picture's panels are at most this many pixels on their longer side (cells get fewer pixels, down
+#: to 1; a latent grid longer than this is shown shrunk, one pixel per sampled cell)
+PREVIEW_MAX_SIDE = 2048
+#: the Schedule Preview's pictures together hold at most this many pixels (about 400 MB as an IMAGE); a larger
+#: batch of maps is previewed for its first maps only (:func:`schedule_images_fitting`)
+PREVIEW_MAX_PIXELS = 2 ** 25
+
+
+def schedule_cell(h: int, w: int, scale: int = 8, min_panel: int = 256) -> int:
+    """Pixels per latent cell of a schedule picture for an ``h x w`` latent grid: ``scale``, more for narrow grids
+    (a panel at least ``min_panel`` px wide), but never so many that a panel's longer side passes
+    :data:`PREVIEW_MAX_SIDE` (at least 1; 0 when even 1 px per cell is too many: the grid is then shrunk)."""
+    h, w = max(int(h), 1), max(int(w), 1)
+    wanted = max(int(scale), -(-int(min_panel) // w))
+    if max(h, w) > PREVIEW_MAX_SIDE:
+        return 0
+    return min(wanted, PREVIEW_MAX_SIDE // max(h, w))
+
+
+def _panel_size(h: int, w: int, scale: int, min_panel: int) -> tuple[int, int, int]:
+    """``(height, width, canvas width)`` in pixels of one panel's cells and of the column they sit in."""
+    cell = schedule_cell(h, w, scale, min_panel)
+    if cell == 0:
+        f = PREVIEW_MAX_SIDE / max(h, w)
+        ph, pw = max(1, round(h * f)), max(1, round(w * f))
+    else:
+        ph, pw = h * cell, w * cell
+    return ph, pw, max(pw, int(min_panel))
+
+
+def _strip_height(panel_width: int) -> int:
+    """Height of the header's and the legend's text strips over a panel ``panel_width`` px wide."""
+    return int(schedule_text_size(panel_width) * 1.7) + 2
+
+
+def schedule_image_size(h: int, w: int, scale: int = 8, min_panel: int = 256) -> tuple[int, int]:
+    """:func:`schedule_image`'s ``(height, width)`` for an ``h x w`` latent grid, without drawing it."""
+    ph, _, canvas = _panel_size(h, w, scale, min_panel)
+    strip = _strip_height(canvas)
+    cell = schedule_cell(h, w, scale, min_panel)
+    return ph + 2 * strip + max(6, strip // 2), 2 * canvas + max(4, cell // 2)
+
+
+def schedule_images_fitting(count: int, h: int, w: int, scale: int = 8, min_panel: int = 256) -> int:
+    """How many of ``count`` schedule pictures of an ``h x w`` grid fit :data:`PREVIEW_MAX_PIXELS` (at least 1)."""
+    height, width = schedule_image_size(h, w, scale, min_panel)
+    return max(1, min(int(count), PREVIEW_MAX_PIXELS // max(height * width, 1)))
+
+
+def _cells(panel: torch.Tensor, cell: int, ph: int, pw: int) -> torch.Tensor:
+    """``(h,w,3)`` colours as a ``(ph,pw,3)`` picture: ``cell`` px squares with a grid line, or shrunk (``cell`` 0)."""
+    if cell == 0:   # more cells than pixels: the cell under each pixel's centre
+        rows = ((torch.arange(ph) + 0.5) * panel.shape[0] / ph).long().clamp(max=panel.shape[0] - 1)
+        cols = ((torch.arange(pw) + 0.5) * panel.shape[1] / pw).long().clamp(max=panel.shape[1] - 1)
+        return panel[rows][:, cols]
+    big = panel.repeat_interleave(cell, 0).repeat_interleave(cell, 1).clone()
+    if cell >= 4:
+        big[::cell, :, :] = big[::cell, :, :] * 0.6 + 0.4 * 0.5
+        big[:, ::cell, :] = big[:, ::cell, :] * 0.6 + 0.4 * 0.5
+    return big
+
+
 def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8,
                    min_panel: int = 256) -> torch.Tensor:
     """Two panels at latent resolution (each latent cell ``scale`` px, with a grid): the start step
     of every cell and its effective strength (free steps / N), under a header naming them and over a
     legend of their colours (start steps first to last, black = never; strength 0 to 1) →
     ``(1, header + H + legend, 2W + gap, 3)``. Small grids get larger cells, so a panel is at least
-    ``min_panel`` px wide and its text stays readable."""
-    scale = max(int(scale), -(-int(min_panel) // max(int(start.shape[-1]), 1)))
+    ``min_panel`` px wide and its text stays readable; the cells of a panel take at most
+    :data:`PREVIEW_MAX_SIDE` px on its longer side (:func:`schedule_cell`; a narrower panel is padded white to
+    ``min_panel``), so the picture is :func:`schedule_image_size` whatever the grid and the texts."""
+    h, w = int(start.shape[-2]), int(start.shape[-1])
+    cell = schedule_cell(h, w, scale, min_panel)
+    ph, cells_w, pw = _panel_size(h, w, scale, min_panel)
     left = step_colours(start, n_steps)
     right = effective.clamp(0, 1).unsqueeze(-1).expand(*effective.shape, 3)
     panels = []
     for panel in (left, right):
-        big = panel.repeat_interleave(scale, 0).repeat_interleave(scale, 1).clone()
-        if scale >= 4:
-            big[::scale, :, :] = big[::scale, :, :] * 0.6 + 0.4 * 0.5
-            big[:, ::scale, :] = big[:, ::scale, :] * 0.6 + 0.4 * 0.5
+        big = _cells(panel, cell, ph, cells_w)
+        if pw > cells_w:   # a tall, narrow grid: room for the header and legend beside its cells
+            big = torch.cat([big, torch.ones(ph, pw - cells_w, 3)], dim=1)
         panels.append(big)
-    pw = panels[0].shape[1]
-    gap_w = max(4, scale // 2)
+    gap_w = max(4, cell // 2)
     firsts = start[torch.isfinite(start)]
     first = int(firsts.min()) if firsts.numel() else None
     head_left = f"start step of {n_steps}" + (f", first {first}" if first is not None else ", none changes")
     head_right = f"strength, mean {float(effective.mean()):.2f}"
     font, size = _fit_font([head_left], pw, schedule_text_size(pw))
     font_r, size_r = _fit_font([head_right], pw, size)
-    strip = int(min(size, size_r) * 1.7) + 2
+    strip = _strip_height(pw)   # the same for every picture of a batch, whatever font size its texts fit in
     header = [_text_strip(pw, strip, [(0.0, "l", head_left)], font), _text_strip(pw, strip, [(0.0, "l", head_right)], font_r)]
 
     # legends: a colour bar (the ramp from the first step to the last, then a black "never" swatch) and a grey bar
