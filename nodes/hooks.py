@@ -114,6 +114,33 @@ def _denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
     return levels
 
 
+#: schedulers whose closed form (schedule.denoise_start_levels) is ComfyUI's own arithmetic, bit for bit: table
+#: lookups at indices computed with the same float64 operations, and linear_quadratic's float64 sums; their levels
+#: are never recomputed (tests/test_comfy_fast_plan.py holds them equal to ComfyUI's)
+EXACT_CLOSED_FORMS = ("simple", "ddim_uniform", "beta", "linear_quadratic")
+
+
+def _one_level(ms, sampler_name: str, scheduler: str, n_steps: int):
+    """``M -> KSampler's first level`` for ``normal`` / ``sgm_uniform``, as ComfyUI's ``normal_scheduler`` computes
+    that one level: the same ``torch.linspace`` of timesteps, then ``model_sampling.sigma`` on the one element (its
+    loop calls ``sigma`` element by element). A C-speed pass instead of ``M`` Python calls; None for other
+    schedulers, or when another extension replaced ComfyUI's function (its own code then decides)."""
+    if scheduler not in ("normal", "sgm_uniform") or scheduler not in comfy.samplers.SCHEDULER_HANDLERS:
+        return None
+    if comfy.samplers.SCHEDULER_HANDLERS[scheduler].handler is not _KNOWN_HANDLERS.get(scheduler):
+        return None
+    discard = 1 if sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS else 0
+    start, end = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+    grow_count = scheduler == "sgm_uniform" or math.isclose(float(ms.sigma(end)), 0, abs_tol=0.00001)
+
+    def level(total: int) -> float:
+        steps = int(total) + discard                        # KSampler.calculate_sigmas: one more to drop one
+        timesteps = torch.linspace(start, end, steps + 1 if grow_count else steps)
+        return float(ms.sigma(timesteps[int(total) - n_steps]))   # element -(n + 1) of the (total + 1)-long schedule
+
+    return level
+
+
 def _beta_distribution():
     """CDF and quantile function of ComfyUI's ``beta`` scheduler's distribution (its default alpha, beta), on float64 tensors."""
     import inspect
@@ -146,11 +173,14 @@ _KNOWN_HANDLERS = _known_handlers()
 
 
 def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.Tensor, patcher,
-                closed_form: bool = True) -> torch.Tensor:
+                closed_form: bool = True, exact: bool = True) -> torch.Tensor:
     """Per-pixel start step for ``spec.mode`` over the full schedule ``sigmas`` (float32, CPU).
 
     ``closed_form=False`` computes ``denoise`` mode with ComfyUI's own scheduler code for every
-    distinct total step count (the reference the closed form is tested against; slow).
+    distinct total step count (the reference the closed form is tested against; slow). ``exact=False``:
+    the closed-form levels decide alone, none is recomputed by ComfyUI's code near a step's level (for the
+    fractional option's boundaries, which a bisection locates to 2^-30 of a map value anyway). Planning checks
+    ComfyUI's interrupt between calls of ComfyUI's scheduler code, so Cancel stops it.
     """
     n_steps = int(sigmas.numel()) - 1
     if spec.mode == "step":
@@ -171,8 +201,11 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
         sampler_name = ref.sampler_name if ref.sampler_name in known.SAMPLERS else known.SAMPLERS[0]
         scheduler = ref.scheduler if ref.scheduler in known.SCHEDULERS else known.SCHEDULERS[0]
         made = []
+        one = _one_level(ms, sampler_name, scheduler, n_steps) if closed_form else None
 
         def sigma_start(total_steps: int) -> float:   # ComfyUI's own code (made on first use: it builds a schedule)
+            if one is not None:
+                return one(total_steps)
             if not made:
                 made.append(known(patcher, steps=n_steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
                                   denoise=1.0, model_options=patcher.model_options))
@@ -180,7 +213,8 @@ def start_steps(spec: ChangeMapSpec, strength_map: torch.Tensor, sigmas: torch.T
 
         fast = _denoise_levels(ms, sampler_name, scheduler, n_steps) if closed_form else None
         return schedule.start_steps_denoise(strength_map, sigmas.tolist(), sigma_start, denoise=ref.denoise,
-                                            sigma_starts=fast)
+                                            sigma_starts=fast, trust_closed_form=not exact or scheduler in EXACT_CLOSED_FORMS,
+                                            check=comfy.model_management.throw_exception_if_processing_interrupted)
     raise InputError("mode", f"one of {schedule.MODES}", repr(spec.mode), spec.node)
 
 
@@ -189,7 +223,8 @@ def fraction_thresholds(spec: ChangeMapSpec, sigmas: torch.Tensor, patcher) -> t
     n_steps = int(sigmas.numel()) - 1
     if spec.mode == "step":
         return schedule.step_thresholds(n_steps)
-    return schedule.thresholds_by_bisection(lambda g: start_steps(spec, g, sigmas, patcher), n_steps)
+    return schedule.thresholds_by_bisection(lambda g: start_steps(spec, g, sigmas, patcher, exact=False), n_steps,
+                                            check=comfy.model_management.throw_exception_if_processing_interrupted)
 
 
 def prepare_run(spec: ChangeMapSpec, patcher, latent_shape, sigmas: torch.Tensor, noise_mask, device) -> schedule.DifferentialRun:

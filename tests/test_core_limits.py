@@ -178,3 +178,70 @@ def test_schedule_pictures_of_one_grid_have_one_size_whatever_their_texts(core):
     a = v.schedule_image(never, torch.zeros(32, 32), 10)
     b = v.schedule_image(start, effective, 10)
     assert a.shape == b.shape == (1, *v.schedule_image_size(32, 32), 3)
+
+
+# -- denoise-mode planning: bounded work, interruptible ---------------------------------------------------
+
+class Stop(Exception):
+    pass
+
+
+def _family(n):
+    """A decreasing schedule family: the level of KSampler(n steps, denoise n / m) for m total steps."""
+    return lambda m: 20.0 * (n / m) ** 2
+
+
+def test_planning_checks_the_interrupt_before_every_call_of_the_exact_fallback(core):
+    sch = core.schedule
+    n = 50
+    level = _family(n)
+    sigmas = [20.0 * (1 - i / n) ** 2 for i in range(n)] + [0.0]
+    g = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
+    calls, checks = [], []
+
+    def start(m):
+        calls.append(m)
+        return level(m)
+
+    def check():
+        checks.append(len(calls))
+        if len(checks) > 5:
+            raise Stop
+
+    with pytest.raises(Stop):     # no closed form: every level comes from the fallback, a Cancel stops it
+        sch.start_steps_denoise(g, sigmas, start, check=check)
+    assert len(calls) == 5 and checks == [0, 1, 2, 3, 4, 5]   # checked before each call, none after the Cancel
+
+    # with a closed form, only levels within the tolerance of a step's level are recomputed, each after a check
+    near_all = lambda totals: torch.tensor([sigmas[min(int(n * n / m), n - 1)] / (1 + sch.SIGMA_RTOL)
+                                            for m in totals.tolist()], dtype=torch.float64)   # exactly on a step's level
+    calls.clear(), checks.clear()
+    with pytest.raises(Stop):
+        sch.start_steps_denoise(g, sigmas, start, sigma_starts=near_all, check=check)
+    assert len(calls) == 5
+    calls.clear(), checks.clear()
+    sch.start_steps_denoise(g, sigmas, start, sigma_starts=near_all, trust_closed_form=True, check=check)
+    assert calls == [] and checks == []
+
+
+def test_planning_asks_the_exact_fallback_for_a_bounded_amount_of_work(core):
+    sch = core.schedule
+    assert sch.EXACT_MAX_TOTAL == 2 ** 22 and sch.EXACT_BUDGET == 2 ** 24
+    n = 10_000
+    sigmas = [20.0 * (1 - i / n) ** 2 for i in range(n)] + [0.0]
+    g = torch.logspace(-8, -0.001, 4000, dtype=torch.float64).to(torch.float32).reshape(1, 40, 100)   # tiny to ~1
+    calls = []
+
+    def start(m):
+        calls.append(m)
+        return 20.0 * max(0.0, 1 - (m - n) / m) ** 2
+
+    # a closed form whose every level sits on a step's level: the worst case for rechecks
+    crafted = lambda totals: torch.tensor([sigmas[min(max(n - n * n // max(m, 1), 0), n - 1)] / (1 + sch.SIGMA_RTOL)
+                                           for m in totals.tolist()], dtype=torch.float64)
+    sch.start_steps_denoise(g, sigmas, start, sigma_starts=crafted)
+    assert calls and max(calls) <= sch.EXACT_MAX_TOTAL and sum(calls) <= sch.EXACT_BUDGET
+    assert len(calls) < 4000                                        # the budget ran out before every level was asked
+    calls.clear()
+    sch.start_steps_denoise(g, sigmas, start)                       # no closed form: each level from the fallback
+    assert calls and max(calls) == sch.EXACT_MAX_TOTAL              # strengths below N / 2^22 planned as N / 2^22
