@@ -245,3 +245,48 @@ def test_planning_asks_the_exact_fallback_for_a_bounded_amount_of_work(core):
     calls.clear()
     sch.start_steps_denoise(g, sigmas, start)                       # no closed form: each level from the fallback
     assert calls and max(calls) == sch.EXACT_MAX_TOTAL              # strengths below N / 2^22 planned as N / 2^22
+
+
+# -- blur: the same Gaussian, the same cost at every radius ----------------------------------------------
+
+def _kornia_blur(maps, radius):
+    """The blur the pack had before (kornia's separable Gaussian, replicate border): the reference."""
+    import kornia
+
+    k = 2 * radius + 1
+    return kornia.filters.gaussian_blur2d(maps.unsqueeze(1), (k, k), (radius / 2.0, radius / 2.0),
+                                          border_type="replicate")[:, 0]
+
+
+def test_blur_is_kornias_gaussian_and_exactly_zero_beyond_its_radius(core):
+    gen = torch.Generator().manual_seed(2)
+    for shape in ((1, 5, 7), (2, 37, 300), (1, 130, 129), (3, 64, 1), (1, 1, 1)):
+        maps = (torch.rand(*shape, generator=gen) > 0.6).float() * torch.rand(*shape, generator=gen)
+        for radius in (1, 2, 5, 40, 200):
+            got = core.maps.blur_maps(maps, radius)
+            assert got.shape == maps.shape and got.dtype == torch.float32
+            assert torch.allclose(got, _kornia_blur(maps, radius), atol=1e-6, rtol=0), (shape, radius)
+    dot = torch.zeros(1, 300, 300)
+    dot[0, 150, 150] = 1.0
+    for radius in (3, 100):
+        out = core.maps.blur_maps(dot, radius)[0]
+        inside = torch.zeros_like(out, dtype=torch.bool)
+        inside[150 - radius: 151 + radius, 150 - radius: 151 + radius] = True
+        assert bool((out[~inside] == 0).all()) and bool((out[inside] > 0).all())
+        assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_blur_costs_about_the_same_at_every_radius(core):
+    import time
+
+    m = (torch.rand(1, 1024, 1024, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    times = {}
+    for radius in (1, 64, 512):
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            core.maps.blur_maps(m, radius)
+            best = min(best, time.perf_counter() - start)
+        times[radius] = best
+    print("blur at 1024 x 1024, best of 2:", {k: f"{v:.3f} s" for k, v in times.items()})
+    assert times[512] < 3.0   # kornia's convolution took about 15 s here at radius 512 (and 4 s at 64)
