@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+import comfy.model_management
+
 from . import overlays
 from .core import construct
 from .naming import CATEGORY, display_name, names_errors
@@ -170,7 +172,9 @@ class MaskDistanceFalloff(io.ComfyNode):
     @classmethod
     @names_errors
     def execute(cls, mask, inner, outer, threshold, curve, gamma, invert) -> io.NodeOutput:
-        return map_output(cls, construct.distance_falloff(mask, inner, outer, threshold, curve, gamma, invert))
+        return map_output(cls, construct.distance_falloff(
+            mask, inner, outer, threshold, curve, gamma, invert,
+            check=comfy.model_management.throw_exception_if_processing_interrupted))
 
 
 class FeatherChangeMap(io.ComfyNode):

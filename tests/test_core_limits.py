@@ -290,3 +290,59 @@ def test_blur_costs_about_the_same_at_every_radius(core):
         times[radius] = best
     print("blur at 1024 x 1024, best of 2:", {k: f"{v:.3f} s" for k, v in times.items()})
     assert times[512] < 3.0   # kornia's convolution took about 15 s here at radius 512 (and 4 s at 64)
+
+
+# -- distance falloff: exact, its cost bounded by the map, interruptible ------------------------------------
+
+def _shift_min_distance(inside, limit):
+    """The distance transform the pack had before (every shift up to the limit): the reference."""
+    import math
+
+    b, h, w = inside.shape
+    rows = torch.arange(h, dtype=torch.float32).view(1, h, 1).expand(b, h, w)
+    inf = torch.tensor(float("inf"))
+    above = torch.where(inside, rows, -inf).cummax(dim=1).values
+    below = torch.where(inside, rows, inf).flip(1).cummin(dim=1).values.flip(1)
+    dy2 = torch.minimum(rows - above, below - rows) ** 2
+    reach = min(int(math.ceil(limit)), w - 1)
+    padded = torch.nn.functional.pad(dy2, (reach, reach), value=float("inf"))
+    d2 = dy2.clone()
+    for dx in range(1, reach + 1):
+        for start in (reach + dx, reach - dx):
+            d2 = torch.minimum(d2, padded[..., start: start + w] + float(dx * dx))
+    dist = torch.sqrt(d2)
+    return torch.where(dist <= limit, dist, inf)
+
+
+def test_distance_is_the_old_exact_distance_bit_for_bit_on_random_masks(core):
+    gen = torch.Generator().manual_seed(4)
+    for trial in range(40):
+        b = int(torch.randint(1, 3, (1,), generator=gen))
+        h, w = (int(v) for v in torch.randint(1, 90, (2,), generator=gen))
+        inside = torch.rand(b, h, w, generator=gen) < float(torch.rand(1, generator=gen)) ** 3
+        for limit in (0.0, 1.0, 2.5, 7.0, 64.0, 65.0, 200.0):   # direct shifts up to 64, the envelope beyond
+            got = core.construct.distance_to_mask(inside, limit)
+            assert torch.equal(got, _shift_min_distance(inside, limit)), (trial, b, h, w, limit)
+
+
+def test_distance_falloff_cost_is_bounded_by_the_map_and_cancel_stops_it(core):
+    import time
+
+    inside = torch.rand(1, 1024, 1024, generator=torch.Generator().manual_seed(5)) < 0.001
+    start = time.perf_counter()
+    far = core.construct.distance_to_mask(inside, 4096.0)
+    took = time.perf_counter() - start
+    print(f"distance to a sparse 1024 x 1024 mask, limit 4096: {took:.2f} s")
+    assert took < 10.0 and bool(torch.isfinite(far).all())   # every shift up to the width took about 30 s here
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    for limit in (4096.0, 64.0):   # the envelope and the direct shifts both check
+        calls.clear()
+        with pytest.raises(Stop):
+            core.construct.distance_to_mask(inside, limit, check)
+        assert len(calls) == 3
