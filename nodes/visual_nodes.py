@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+import comfy.model_management
+
 
 from . import differential_sampling, hooks, messages, overlays
 from .core import maps as maps_core
@@ -139,7 +141,11 @@ class SchedulePreview(io.ComfyNode):
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
         shown = visual.schedule_images_fitting(start.shape[0], start.shape[-2], start.shape[-1], SCALE)
-        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, SCALE) for i in range(shown)])
+        pictures = []
+        for i in range(shown):   # up to a second each at the size cap: Cancel stops between two
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            pictures.append(visual.schedule_image(start[i], effective[i], n, SCALE))
+        picture = torch.cat(pictures)
         levels = messages.levels_of(run)
         warnings = (messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
                     + messages.preview_cut(node, shown, int(start.shape[0])))

@@ -184,17 +184,25 @@ def schedule_images_fitting(count: int, h: int, w: int, scale: int = 8, min_pane
     return max(1, min(int(count), PREVIEW_MAX_PIXELS // max(height * width, 1)))
 
 
-def _cells(panel: torch.Tensor, cell: int, ph: int, pw: int) -> torch.Tensor:
-    """``(h,w,3)`` colours as a ``(ph,pw,3)`` picture: ``cell`` px squares with a grid line, or shrunk (``cell`` 0)."""
+def _cells(panel: torch.Tensor, cell: int, ph: int, pw: int) -> np.ndarray:
+    """``(h,w,3)`` colours as a ``(ph,pw,3)`` 8-bit picture: ``cell`` px squares whose top row and left column are a
+    grid line (blended towards grey; twice where the lines cross), or shrunk (``cell`` 0). The colours are put in
+    8 bits per cell, then repeated, so the big picture is only ever made in bytes."""
+    def u8(t: torch.Tensor) -> torch.Tensor:
+        return (t * 255 + 0.5).to(torch.uint8)
+
     if cell == 0:   # more cells than pixels: the cell under each pixel's centre
         rows = ((torch.arange(ph) + 0.5) * panel.shape[0] / ph).long().clamp(max=panel.shape[0] - 1)
         cols = ((torch.arange(pw) + 0.5) * panel.shape[1] / pw).long().clamp(max=panel.shape[1] - 1)
-        return panel[rows][:, cols]
-    big = panel.repeat_interleave(cell, 0).repeat_interleave(cell, 1).clone()
+        return u8(panel[rows][:, cols]).numpy()
+    big = u8(panel).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
     if cell >= 4:
-        big[::cell, :, :] = big[::cell, :, :] * 0.6 + 0.4 * 0.5
-        big[:, ::cell, :] = big[:, ::cell, :] * 0.6 + 0.4 * 0.5
-    return big
+        line = panel * 0.6 + 0.4 * 0.5
+        big[::cell, :, :] = u8(line).repeat_interleave(cell, 1)
+        down = u8(line).repeat_interleave(cell, 0)
+        down[::cell] = u8(line * 0.6 + 0.4 * 0.5)
+        big[:, ::cell, :] = down
+    return big.numpy()
 
 
 def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8,
@@ -215,7 +223,7 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
     for panel in (left, right):
         big = _cells(panel, cell, ph, cells_w)
         if pw > cells_w:   # a tall, narrow grid: room for the header and legend beside its cells
-            big = torch.cat([big, torch.ones(ph, pw - cells_w, 3)], dim=1)
+            big = np.concatenate([big, np.full((ph, pw - cells_w, 3), 255, np.uint8)], axis=1)
         panels.append(big)
     gap_w = max(4, cell // 2)
     firsts = start[torch.isfinite(start)]
@@ -244,11 +252,10 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
         legends.append(np.concatenate([bar_px, _text_strip(pw, strip, texts, f)]))
     columns = []
     for head, panel, legend in zip(header, panels, legends):
-        picture = (panel.numpy() * 255 + 0.5).astype(np.uint8)
-        columns.append(np.concatenate([head, picture, legend]))
+        columns.append(np.concatenate([head, panel, legend]))
     gap = np.full((columns[0].shape[0], gap_w, 3), 255, np.uint8)
-    out = np.concatenate([columns[0], gap, columns[1]], axis=1).astype(np.float32) / 255.0
-    return torch.from_numpy(out).unsqueeze(0).contiguous()
+    out = torch.from_numpy(np.concatenate([columns[0], gap, columns[1]], axis=1)).to(torch.float32).div_(255.0)
+    return out.unsqueeze(0)
 
 
 def heat_preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
