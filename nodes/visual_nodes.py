@@ -142,9 +142,9 @@ class SchedulePreview(io.ComfyNode):
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
         shown = visual.schedule_images_fitting(start.shape[0], start.shape[-2], start.shape[-1], SCALE)
         pictures = []
-        for i in range(shown):   # up to a second each at the size cap: Cancel stops between two
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            pictures.append(visual.schedule_image(start[i], effective[i], n, SCALE))
+        stop = comfy.model_management.throw_exception_if_processing_interrupted
+        for i in range(shown):   # a second each at the size cap: Cancel is checked while drawing
+            pictures.append(visual.schedule_image(start[i], effective[i], n, SCALE, check=stop))
         picture = torch.cat(pictures)
         levels = messages.levels_of(run)
         warnings = (messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)

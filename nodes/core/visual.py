@@ -7,6 +7,7 @@ Pure torch + numpy + Pillow; nothing here imports ComfyUI.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -206,14 +207,16 @@ def _cells(panel: torch.Tensor, cell: int, ph: int, pw: int) -> np.ndarray:
 
 
 def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8,
-                   min_panel: int = 256) -> torch.Tensor:
+                   min_panel: int = 256, check: Callable[[], None] | None = None) -> torch.Tensor:
     """Two panels at latent resolution (each latent cell ``scale`` px, with a grid): the start step
     of every cell and its effective strength (free steps / N), under a header naming them and over a
     legend of their colours (start steps first to last, black = never; strength 0 to 1) →
     ``(1, header + H + legend, 2W + gap, 3)``. Small grids get larger cells, so a panel is at least
     ``min_panel`` px wide and its text stays readable; the cells of a panel take at most
     :data:`PREVIEW_MAX_SIDE` px on its longer side (:func:`schedule_cell`; a narrower panel is padded white to
-    ``min_panel``), so the picture is :func:`schedule_image_size` whatever the grid and the texts."""
+    ``min_panel``), so the picture is :func:`schedule_image_size` whatever the grid and the texts. ``check`` is
+    called between the stages of drawing (ComfyUI's interrupt check, from the node)."""
+    check = check or (lambda: None)
     h, w = int(start.shape[-2]), int(start.shape[-1])
     cell = schedule_cell(h, w, scale, min_panel)
     ph, cells_w, pw = _panel_size(h, w, scale, min_panel)
@@ -221,6 +224,7 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
     right = effective.clamp(0, 1).unsqueeze(-1).expand(*effective.shape, 3)
     panels = []
     for panel in (left, right):
+        check()
         big = _cells(panel, cell, ph, cells_w)
         if pw > cells_w:   # a tall, narrow grid: room for the header and legend beside its cells
             big = np.concatenate([big, np.full((ph, pw - cells_w, 3), 255, np.uint8)], axis=1)
@@ -250,10 +254,12 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
                               (grey, [(0.0, "l", "0 (kept)"), (1.0, "r", "1 (full)")], font)):
         bar_px = (colours.unsqueeze(0).expand(bar, pw, 3).numpy() * 255 + 0.5).astype(np.uint8)
         legends.append(np.concatenate([bar_px, _text_strip(pw, strip, texts, f)]))
+    check()
     columns = []
     for head, panel, legend in zip(header, panels, legends):
         columns.append(np.concatenate([head, panel, legend]))
     gap = np.full((columns[0].shape[0], gap_w, 3), 255, np.uint8)
+    check()
     out = torch.from_numpy(np.concatenate([columns[0], gap, columns[1]], axis=1)).to(torch.float32).div_(255.0)
     return out.unsqueeze(0)
 
