@@ -318,3 +318,14 @@ def test_the_preview_caps_are_the_ones_its_help_page_and_tooltip_state(comfy):
                        if o.display_name == "preview")
     for text in (page, tooltip):
         assert f"at most {visual.PREVIEW_MAX_SIDE} px" in text and f"at most {visual.PREVIEW_MAX_PIXELS:,} pixels" in text
+
+
+def test_the_planning_limits_are_the_ones_the_help_page_states(comfy):
+    from dde_world.locate import PACK_ROOT
+
+    sch = comfy.module("nodes.core.schedule")
+    with open(os.path.join(PACK_ROOT, "js", "docs", "DDE_DifferentialKSampler", "en.md"), encoding="utf-8") as f:
+        page = " ".join(f.read().split())
+    assert f"at most {sch.EXACT_MAX_TOTAL:,} steps and {sch.EXACT_BUDGET:,} levels in all" in page
+    assert f"below `steps / {sch.EXACT_MAX_TOTAL:,}`" in page and "4·10⁻⁶" in page
+    assert sch.LEVEL_CHECK_RTOL == 4e-6

@@ -140,7 +140,8 @@ def grow(maps: torch.Tensor, pixels: int) -> torch.Tensor:
 
     Grey values too (grey morphology with a flat square); a binary mask stays binary. Separable (rows, then
     columns) window extremes by doubling (:func:`_window_extreme`): at most ``ceil(log2(2 n - 1))`` passes per
-    axis of length ``n``, whatever the radius (a 1024 x 1024 map: under 0.05 s at any radius on a 2-core CPU).
+    axis of length ``n``, whatever the radius (a 1024 x 1024 map: about 0.15 s at radius 256, 0.05 s at radius 1,
+    on a 2-core CPU), so it needs no interrupt check.
     The one grow of the pack: DiffEdit Mask's ``grow``, Change Map from Edit's ``grow`` and the mask outline of
     the heat preview.
     """
