@@ -109,6 +109,10 @@ class DiffEditMask(io.ComfyNode):
         stats = core.mask_stats(heat, mask)
         node = display_name(cls)
         warnings = messages.coverage(node, "mask", mask, identical=messages.same_conditioning(query, reference) or bool(diff.max() <= 0))
+        if base is not None:   # the heat of the latent grid is stretched onto a picture of another aspect ratio
+            warnings = messages.stretch(node, "image", heat, samples.shape, what="the picture",
+                                        fitted="the heat and the mask are stretched onto it",
+                                        advice="Connect the picture the latent was encoded from.") + warnings
         ui = overlays.messages_ui(warnings, overlays.overlay_ui(heat, base, label="DiffEdit heat: " + core.stats_text(stats),
                                                                kind="heat"))
         return io.NodeOutput(heat, mask, shown, float(stats["area"].mean()), ui=ui)

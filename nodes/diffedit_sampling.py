@@ -28,7 +28,8 @@ from tqdm.auto import tqdm   # ComfyUI's console progress bars (its samplers use
 from .core import diffedit_math as core
 from .core import maps as maps_core
 from .core.errors import InputError
-from .comfy_glue import ksampler_sigmas, latent_preview_callback, output_latent, sampled_latent
+from .comfy_glue import ksampler_sigmas, latent_preview_callback, output_latent
+from .latent_space import fitted_latent
 
 
 def zero_out(conditioning):
@@ -49,21 +50,6 @@ def scalings(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.T
     zero = torch.zeros(1, dtype=torch.float32, device=sigma.device)
     s = sigma.reshape(1).to(torch.float32)
     return model_sampling.noise_scaling(s, zero, one.clone()), model_sampling.noise_scaling(s, one.clone(), zero.clone())
-
-
-def fitted_latent(model, latent: dict, input_name: str = "latent") -> torch.Tensor:
-    """The latent as KSampler samples it (an empty one fixed as ComfyUI's KSampler fixes it:
-    :func:`comfy_glue.sampled_latent`), or an :class:`InputError` when it cannot fit the model at all (e.g. a
-    video latent for an image model), instead of a tensor-size error from inside the model."""
-    samples = sampled_latent(model, latent)
-    fmt = model.get_model_object("latent_format")
-    dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
-    channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
-    if samples.ndim != dims or samples.shape[1] != channels:
-        kind = {4: "an image latent", 5: "a video latent"}.get(dims, f"a {dims}-D latent")
-        raise InputError(input_name, f"{kind} of this model ({channels} channels, {dims}-D)",
-                         f"shape {tuple(samples.shape)}")
-    return samples
 
 
 def noise_level(model, strength: float) -> float:

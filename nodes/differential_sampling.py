@@ -13,7 +13,8 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 
-from .comfy_glue import empty_noise, latent_preview_callback, output_latent, sampled_latent
+from .comfy_glue import empty_noise, latent_preview_callback, output_latent
+from .latent_space import fitted_latent
 from .hooks import patch_model
 from .plan import ChangeMap, PlanKey
 
@@ -49,7 +50,7 @@ def differential_sample(model, seed: int, cfg: float, positive, negative, latent
     ``key``: what the run is planned for (:meth:`PlanKey.for_ksampler`: the whole schedule of the steps,
     sampler, scheduler and denoise); the sampling hooks find the node's plan for it.
     """
-    latent_image = sampled_latent(model, latent)
+    latent_image = fitted_latent(model, latent, "latent_image")
     carry = latent.get(CARRY_KEY) if not add_noise else None
     if carry is not None and tuple(carry["original"].shape) != tuple(latent_image.shape):
         LOG.warning("%s: the latent carries a differential pass of another shape; starting a new schedule", change_map.node)

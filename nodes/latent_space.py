@@ -3,6 +3,7 @@
 ComfyUI gives every model a ``latent_format``: ``latent_dimensions`` 2 for pictures (4-D latents), 3 for video
 (5-D; KSampler adds the frame axis to a 4-D one), 1 for audio and 3D shapes. The pack's nodes edit pictures
 and video: :func:`model_latent` is the one check every node that takes a MODEL and a LATENT makes.
+:func:`fitted_latent` is that check plus the latent KSampler samples (an empty one fixed as ComfyUI fixes it).
 :func:`pixels_per_cell` is how many picture pixels one latent cell covers (8 for SD / Flux, 16 for Flux.2 and
 Wan 2.2, 32 for LTXV, 1 for pixel-space models): the size of a picture a node makes when none is connected.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .comfy_glue import sampled_latent
 from .core.errors import InputError
 from .core.validate import as_latent
 
@@ -51,3 +53,20 @@ def model_latent(model, latent, input_name: str = "latent_image") -> torch.Tenso
         raise InputError(input_name, "the latent of an image or video model (the pack's nodes edit pictures and "
                          "video)", f"a latent for a model whose latents are {kind} ({type(fmt).__name__})")
     return as_latent(latent, input_name, (4,) if dims == 2 else (4, 5))
+
+
+def fitted_latent(model, latent: dict, input_name: str = "latent") -> torch.Tensor:
+    """The latent as KSampler samples it: :func:`model_latent`'s check, then ComfyUI's fix of empty latents
+    (:func:`comfy_glue.sampled_latent`), then an :class:`InputError` naming the input when it still cannot fit the
+    model (another channel count, a video latent for an image model) instead of a tensor-size error from inside
+    the model."""
+    model_latent(model, latent, input_name)
+    samples = sampled_latent(model, latent)
+    fmt = latent_format(model)
+    dims = 2 + int(getattr(fmt, "latent_dimensions", 2))
+    channels = int(getattr(fmt, "latent_channels", samples.shape[1]))
+    if samples.ndim != dims or samples.shape[1] != channels:
+        kind = {4: "an image latent", 5: "a video latent"}.get(dims, f"a {dims}-D latent")
+        raise InputError(input_name, f"{kind} of this model ({channels} channels, {dims}-D)",
+                         f"shape {tuple(samples.shape)}")
+    return samples

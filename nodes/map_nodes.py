@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+import comfy.model_management
+
 from . import overlays
 from .core import construct
 from .naming import CATEGORY, display_name, names_errors
@@ -36,7 +38,8 @@ def size_inputs() -> list:
         io.Int.Input("height", default=512, min=1, max=MAX_SIZE, step=1,
                      tooltip="Map height in pixels (ignored when a reference is connected)."),
         io.Int.Input("batch_size", default=1, min=1, max=4096,
-                     tooltip="How many copies of the map (ignored when a reference is connected)."),
+                     tooltip="How many copies of the map (ignored when a reference is connected). Width x height x "
+                     "batch_size is at most 268,435,456 pixels (one 16384 x 16384 map); more is an error."),
         io.MultiType.Input("reference", [io.Image, io.Mask], optional=True,
                            tooltip="Optional IMAGE or MASK: the map takes its width, height and batch size."),
     ]
@@ -169,7 +172,9 @@ class MaskDistanceFalloff(io.ComfyNode):
     @classmethod
     @names_errors
     def execute(cls, mask, inner, outer, threshold, curve, gamma, invert) -> io.NodeOutput:
-        return map_output(cls, construct.distance_falloff(mask, inner, outer, threshold, curve, gamma, invert))
+        return map_output(cls, construct.distance_falloff(
+            mask, inner, outer, threshold, curve, gamma, invert,
+            check=comfy.model_management.throw_exception_if_processing_interrupted))
 
 
 class FeatherChangeMap(io.ComfyNode):

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from .core import facts
+from .core import facts, visual
 from .core.schedule import free_steps
 
 LOG = logging.getLogger("differential_edit")
@@ -24,15 +24,18 @@ def _log(node: str, lines: list[str]) -> list[str]:
     return lines
 
 
-def stretch(node: str, input_name: str, maps: torch.Tensor, latent_shape) -> list[str]:
-    """A map whose aspect ratio is not the latent's is stretched to fit: say so."""
+MAP_ADVICE = "Make the map at the picture's size (e.g. connect the picture to the map node's reference)."
+
+
+def stretch(node: str, input_name: str, maps: torch.Tensor, latent_shape, what: str = "the map",
+            fitted: str = "it is stretched to fit", advice: str = MAP_ADVICE) -> list[str]:
+    """A map (or picture: ``what``, ``fitted``, ``advice``) whose aspect ratio is not the latent's is stretched: say so."""
     found = facts.aspect_mismatch(maps, tuple(latent_shape)[-2:])
     if found is None:
         return []
     (mh, mw), (lh, lw) = found.map_size, found.latent_size
-    return _log(node, [f"{input_name}: the map is {mw} x {mh} px but the latent is {lw} x {lh} cells, another aspect "
-                       f"ratio: it is stretched to fit ({found.cells:.0f} cells off). Make the map at the picture's "
-                       f"size (e.g. connect the picture to the map node's reference)."])
+    return _log(node, [f"{input_name}: {what} is {mw} x {mh} px but the latent is {lw} x {lh} cells, another aspect "
+                       f"ratio: {fitted} ({found.cells:.0f} cells off). {advice}"])
 
 
 def coverage(node: str, input_name: str, mask: torch.Tensor, identical: bool = False) -> list[str]:
@@ -51,6 +54,15 @@ def coverage(node: str, input_name: str, mask: torch.Tensor, identical: bool = F
             lines.append(f"{input_name}: the mask covers the whole picture{which(found.full)}: an edit with it changes "
                          f"everything.")
     return _log(node, lines)
+
+
+def preview_cut(node: str, shown: int, total: int) -> list[str]:
+    """The Schedule Preview drew the pictures of the first ``shown`` of ``total`` maps only (its size cap)."""
+    if shown >= total:
+        return []
+    return _log(node, [f"preview: the pictures show the first {shown} of {total} maps (all the pictures together "
+                       f"hold at most {visual.PREVIEW_MAX_PIXELS:,} pixels); effective_strength and start_step hold "
+                       f"every map."])
 
 
 def same_conditioning(a, b) -> bool:

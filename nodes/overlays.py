@@ -35,11 +35,14 @@ def _save(array: np.ndarray) -> dict:
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """A map ``(H,W)`` or a picture ``(H,W,C)`` as 8-bit for PNG: one channel (grey) becomes ``(H,W)``."""
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
     return (x.detach().float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
 def overlay_ui(maps: torch.Tensor, base: torch.Tensor | None = None, label: str = "", kind: str = "map") -> dict:
-    """Save up to 8 maps ``(B,H,W)`` (and matching pictures ``(B,H,W,3)``) for the node overlay."""
+    """Save up to 8 maps ``(B,H,W)`` (and matching pictures ``(B,H,W,C)``, grey, RGB or RGBA) for the node overlay."""
     entries = []
     for i in range(min(int(maps.shape[0]), MAX_PREVIEWS)):
         entry = {"map": _save(_to_uint8(maps[i])), "base": None, "label": label, "kind": kind}
@@ -51,7 +54,7 @@ def overlay_ui(maps: torch.Tensor, base: torch.Tensor | None = None, label: str 
 
 def picture_for(maps: torch.Tensor, picture) -> torch.Tensor | None:
     """``picture`` when it is an IMAGE ``(B,H,W,C)`` of the maps' size (the map is then shown over it), else None."""
-    if not isinstance(picture, torch.Tensor) or picture.ndim != 4 or picture.shape[-1] not in (3, 4):
+    if not isinstance(picture, torch.Tensor) or picture.ndim != 4 or picture.shape[-1] not in (1, 3, 4):
         return None
     return picture if tuple(picture.shape[1:3]) == tuple(maps.shape[1:3]) else None
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 import comfy.k_diffusion.sampling as kds
+import comfy.model_management
 import comfy.sampler_helpers
 import comfy.samplers
 
@@ -148,6 +149,9 @@ def _make_plan(change_map: ChangeMap, model, key: PlanKey) -> Plan:
     except InputError as error:   # raised inside another node's sampling (Apply Change Map + KSampler): name ours
         raise error.at(change_map.node) from None
     if key.noise_mask is not None:
+        if not bool(torch.isfinite(key.noise_mask).all()):   # a NaN cell would silently never be freed
+            raise InputError("latent_image", "a noise_mask of finite values in 0..1",
+                             "a noise_mask with NaN or infinite values (the sampled latent's)", change_map.node)
         g = g * key.noise_mask.to(g.device)
     g = g.cpu()
     start = start_steps(change_map.mode, g, full, model, key.reference)
@@ -163,11 +167,14 @@ def _make_plan(change_map: ChangeMap, model, key: PlanKey) -> Plan:
 # -- start steps of each mode, with the model's sampling ------------------------------------------------
 
 def start_steps(mode: str, g: torch.Tensor, sigmas: torch.Tensor, patcher, reference: Reference = Reference(),
-                closed_form_levels: bool = True) -> torch.Tensor:
+                closed_form_levels: bool = True, exact: bool = True) -> torch.Tensor:
     """Per-pixel start step for ``mode`` over the whole schedule ``sigmas`` (float32, CPU).
 
     ``closed_form_levels=False`` computes ``denoise`` mode with ComfyUI's own scheduler code for every
-    distinct total step count (the reference the closed form is tested against; slow).
+    distinct total step count (the reference the closed form is tested against; slow). ``exact=False``:
+    the closed-form levels decide alone, none is recomputed by ComfyUI's code near a step's level (for the
+    fractional option's boundaries, which a bisection locates to 2^-30 of a map value anyway). Planning checks
+    ComfyUI's interrupt between calls of ComfyUI's scheduler code, so Cancel stops it.
     """
     n_steps = int(sigmas.numel()) - 1
     if mode == "step":
@@ -187,8 +194,11 @@ def start_steps(mode: str, g: torch.Tensor, sigmas: torch.Tensor, patcher, refer
         sampler_name = reference.sampler_name if reference.sampler_name in known.SAMPLERS else known.SAMPLERS[0]
         scheduler = reference.scheduler if reference.scheduler in known.SCHEDULERS else known.SCHEDULERS[0]
         made = []
+        one = _one_level(ms, sampler_name, scheduler, n_steps) if closed_form_levels else None
 
         def sigma_start(total_steps: int) -> float:   # ComfyUI's own code (made on first use: it builds a schedule)
+            if one is not None:
+                return one(total_steps)
             if not made:
                 made.append(known(patcher, steps=n_steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
                                   denoise=1.0, model_options=patcher.model_options))
@@ -196,7 +206,9 @@ def start_steps(mode: str, g: torch.Tensor, sigmas: torch.Tensor, patcher, refer
 
         fast = denoise_levels(ms, sampler_name, scheduler, n_steps) if closed_form_levels else None
         return schedule.start_steps_denoise(g, sigmas.tolist(), sigma_start, denoise=reference.denoise,
-                                            sigma_starts=fast)
+                                            sigma_starts=fast,
+                                            trust_closed_form=not exact or scheduler in EXACT_CLOSED_FORMS,
+                                            check=comfy.model_management.throw_exception_if_processing_interrupted)
     raise InputError("mode", f"one of {schedule.MODES}", repr(mode))
 
 
@@ -205,7 +217,8 @@ def fraction_thresholds(mode: str, sigmas: torch.Tensor, patcher, reference: Ref
     n_steps = int(sigmas.numel()) - 1
     if mode == "step":
         return schedule.step_thresholds(n_steps)
-    return schedule.thresholds_by_bisection(lambda g: start_steps(mode, g, sigmas, patcher, reference), n_steps)
+    return schedule.thresholds_by_bisection(lambda g: start_steps(mode, g, sigmas, patcher, reference, exact=False),
+                                            n_steps, check=comfy.model_management.throw_exception_if_processing_interrupted)
 
 
 # -- denoise mode: KSampler's first level, from the closed form of ComfyUI's own scheduler -----------------
@@ -235,6 +248,33 @@ def denoise_levels(ms, sampler_name: str, scheduler: str, n_steps: int):
             return None
 
     return levels
+
+
+#: schedulers whose closed form (closed_form.denoise_start_levels) is ComfyUI's own arithmetic, bit for bit: table
+#: lookups at indices computed with the same float64 operations, and linear_quadratic's float64 sums; their levels
+#: are never recomputed (tests/test_comfy_fast_plan.py holds them equal to ComfyUI's)
+EXACT_CLOSED_FORMS = ("simple", "ddim_uniform", "beta", "linear_quadratic")
+
+
+def _one_level(ms, sampler_name: str, scheduler: str, n_steps: int):
+    """``M -> KSampler's first level`` for ``normal`` / ``sgm_uniform``, as ComfyUI's ``normal_scheduler`` computes
+    that one level: the same ``torch.linspace`` of timesteps, then ``model_sampling.sigma`` on the one element (its
+    loop calls ``sigma`` element by element). A C-speed pass instead of ``M`` Python calls; None for other
+    schedulers, or when another extension replaced ComfyUI's function (its own code then decides)."""
+    if scheduler not in ("normal", "sgm_uniform") or scheduler not in comfy.samplers.SCHEDULER_HANDLERS:
+        return None
+    if comfy.samplers.SCHEDULER_HANDLERS[scheduler].handler is not _KNOWN_HANDLERS.get(scheduler):
+        return None
+    discard = 1 if sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS else 0
+    start, end = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+    grow_count = scheduler == "sgm_uniform" or math.isclose(float(ms.sigma(end)), 0, abs_tol=0.00001)
+
+    def level(total: int) -> float:
+        steps = int(total) + discard                        # KSampler.calculate_sigmas: one more to drop one
+        timesteps = torch.linspace(start, end, steps + 1 if grow_count else steps)
+        return float(ms.sigma(timesteps[int(total) - n_steps]))   # element -(n + 1) of the (total + 1)-long schedule
+
+    return level
 
 
 def _beta_distribution():

@@ -7,26 +7,24 @@ from comfy_api.latest import io
 import comfy.samplers
 
 from . import differential_sampling, hooks, messages, overlays
-from .comfy_glue import sampled_latent
 from .core import maps as maps_core
 from .core import pixels
 from .core.validate import check_conditioning
-from .latent_space import model_latent
+from .latent_space import fitted_latent
 from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .plan import ChangeMap, PlanKey, Reference
 from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
                      seed_input, steps_input)
 
-def _check_sampling_inputs(model, positive, negative, latent_image):
+def _check_sampling_inputs(positive, negative):
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
-    model_latent(model, latent_image)
 
 
 def _key_and_messages(node: str, change_map: ChangeMap, model, latent_image: dict, steps: int, sampler_name: str,
              scheduler: str, denoise: float = 1.0):
     """The run's key and plan (made once: the node's messages and its run share it), and what the node says."""
-    samples = sampled_latent(model, latent_image)   # the shape the sampler sees
+    samples = fitted_latent(model, latent_image, "latent_image")   # the latent the sampler sees
     key = PlanKey.for_ksampler(model, samples.shape, steps, sampler_name, scheduler, denoise,
                                latent_image.get("noise_mask"))
     planned = change_map.plan(model, key)
@@ -66,7 +64,7 @@ class DifferentialKSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 change_map, mode, invert, strength, softness, fractional=False, prefill="original",
                 prefill_above=0.5) -> io.NodeOutput:
-        _check_sampling_inputs(model, positive, negative, latent_image)
+        _check_sampling_inputs(positive, negative)
         node = display_name(cls)
         cmap = ChangeMap.read(change_map, mode, invert, strength, softness, fractional, prefill, prefill_above, node)
         key, warnings = _key_and_messages(node, cmap, model, latent_image, steps, sampler_name, scheduler, denoise)
@@ -110,7 +108,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 start_at_step, end_at_step, return_with_leftover_noise, change_map, mode, invert, strength,
                 softness, fractional=False, prefill="original", prefill_above=0.5) -> io.NodeOutput:
-        _check_sampling_inputs(model, positive, negative, latent_image)
+        _check_sampling_inputs(positive, negative)
         node = display_name(cls)
         cmap = ChangeMap.read(change_map, mode, invert, strength, softness, fractional, prefill, prefill_above, node)
         key, warnings = _key_and_messages(node, cmap, model, latent_image, steps, sampler_name, scheduler)

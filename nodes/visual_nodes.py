@@ -5,15 +5,17 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+import comfy.model_management
+
 
 from . import differential_sampling, messages, overlays
-from .comfy_glue import DOWNSCALE_KEYS, sampled_latent
+from .comfy_glue import DOWNSCALE_KEYS
 from .core import maps as maps_core
 from .core import visual
 from .core.errors import InputError, describe
 from .core.schedule import MODES, free_steps
 from .core.validate import check_choice, check_conditioning
-from .latent_space import model_latent, pixels_per_cell
+from .latent_space import fitted_latent, model_latent, pixels_per_cell
 from .naming import CATEGORY, display_name, names_errors, search_aliases
 from .plan import ChangeMap, PlanKey
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
@@ -81,7 +83,7 @@ class StrengthFan(io.ComfyNode):
         if samples.ndim == 5:   # video: the panel's strength on every latent frame
             maps = maps.repeat_interleave(samples.shape[2], dim=0)
         cmap = ChangeMap(maps=maps, mode=mode, node=node, input_name="strengths")
-        key = PlanKey.for_ksampler(model, sampled_latent(model, batch).shape, steps, sampler_name, scheduler)
+        key = PlanKey.for_ksampler(model, fitted_latent(model, batch, "latent_image").shape, steps, sampler_name, scheduler)
         out = differential_sampling.differential_sample(model, seed, cfg, positive, negative, batch, cmap, key)
         out.pop("batch_index", None)
         decoded = vae.decode(out["samples"])[..., :3].float().cpu()
@@ -119,7 +121,8 @@ class SchedulePreview(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output(display_name="preview", tooltip="Start steps (yellow = first, purple = last, black = "
-                                "never) and effective strength, one square per latent cell."),
+                                "never) and effective strength, one square per latent cell (a panel at most 2048 px a "
+                                "side; at most 33,554,432 pixels in all, a larger batch shows its first maps)."),
                 io.Mask.Output(display_name="effective_strength", tooltip="Free steps / steps per latent cell (latent size)."),
                 io.Mask.Output(display_name="start_step", tooltip="Start step / steps per latent cell (1 = never changes)."),
             ],
@@ -133,8 +136,7 @@ class SchedulePreview(io.ComfyNode):
         maps = maps_core.read_change_map(change_map, invert)
         scale = pixels_per_cell(model)
         if latent_image is not None:
-            model_latent(model, latent_image)
-            shape = tuple(sampled_latent(model, latent_image).shape)   # the grid the sampler will see
+            shape = tuple(fitted_latent(model, latent_image, "latent_image").shape)   # the grid the sampler will see
         else:
             shape = (maps.shape[0], 4, max(1, maps.shape[1] // scale), max(1, maps.shape[2] // scale))
         cmap = ChangeMap(maps=maps, mode=check_choice(mode, MODES, "mode"), node=node)
@@ -145,9 +147,15 @@ class SchedulePreview(io.ComfyNode):
         n = run.n_steps
         effective = free_steps(start, n) / max(n, 1)
         start_frac = torch.where(torch.isfinite(start), start / max(n, 1), torch.ones_like(start))
-        picture = torch.cat([visual.schedule_image(start[i], effective[i], n, scale) for i in range(start.shape[0])])
+        shown = visual.schedule_images_fitting(start.shape[0], start.shape[-2], start.shape[-1], scale)
+        pictures = []
+        stop = comfy.model_management.throw_exception_if_processing_interrupted
+        for i in range(shown):   # a second each at the size cap: Cancel is checked while drawing
+            pictures.append(visual.schedule_image(start[i], effective[i], n, scale, check=stop))
+        picture = torch.cat(pictures)
         levels = messages.levels_of(run)
-        warnings = messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
+        warnings = (messages.stretch(node, "change_map", maps, shape) + messages.collapse(node, levels)
+                    + messages.preview_cut(node, shown, int(start.shape[0])))
         ui = overlays.images_ui(picture, label=messages.levels_line(levels), kind="schedule")
         return io.NodeOutput(picture, effective.contiguous(), start_frac.contiguous(),
                              ui=overlays.messages_ui(warnings, ui))

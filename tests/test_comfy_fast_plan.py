@@ -91,7 +91,7 @@ def test_closed_form_level_is_comfyuis_level(comfy, sampling, core_schedule, sam
         got = levels(totals)
         ks = cs.KSampler(model, n, "cpu", sampler, scheduler, 1.0)
         want = torch.tensor([float(ks.calculate_sigmas(int(m))[-(n + 1)]) for m in totals], dtype=torch.float64)
-        if scheduler == "beta":   # levels are entries of the model's table: exactly ComfyUI's
+        if scheduler in sampling.EXACT_CLOSED_FORMS:   # ComfyUI's own arithmetic (beta, simple, ddim: table entries)
             assert torch.equal(got, want), (name, got[got != want], want[got != want])
             continue
         # well inside the band (schedule.LEVEL_CHECK_RTOL) in which levels are recomputed by ComfyUI's code
@@ -136,3 +136,67 @@ def test_timestep_and_step_modes_unchanged_by_the_closed_form(comfy, sampling, s
         ref = sampling.start_steps(mode, run.strength_map.cpu(), run.sigmas.cpu(), model,
                                    sampling.Reference("euler", "normal", 1.0), closed_form_levels=False)
         assert torch.equal(run.start.cpu(), ref)
+
+
+@pytest.mark.parametrize("scheduler", ["normal", "sgm_uniform"])
+def test_one_level_is_comfyuis_level_bit_for_bit(comfy, sampling, samplings, scheduler):
+    """The exact fallback of normal / sgm_uniform computes one level as ComfyUI's normal_scheduler does (its
+    linspace, then sigma of the one element), not its Python loop over every level: the same float, bit for bit."""
+    import comfy.samplers as cs
+
+    totals = [7, 8, 9, 13, 70, 71, 699, 1001, 2500]
+    for name in ("eps", "flow (shift 3)", "v zsnr", "edm"):
+        model = samplings[name]
+        ms = model.get_model_object("model_sampling")
+        for sampler in ("euler", "dpm_2"):
+            for n in (1, 7):
+                one = sampling._one_level(ms, sampler, scheduler, n)
+                assert one is not None
+                ks = cs.KSampler(model, n, "cpu", sampler, scheduler, 1.0)
+                for m in (t for t in totals if t >= n):
+                    want = float(ks.calculate_sigmas(m)[-(n + 1):][0])
+                    assert one(m) == want, (name, sampler, n, m, one(m), want)
+    assert sampling._one_level(samplings["eps"].get_model_object("model_sampling"), "euler", "karras", 3) is None
+
+
+@pytest.mark.parametrize("scheduler", ["normal", "karras", "exponential", "kl_optimal", "simple", "beta"])
+def test_planning_10000_steps_of_a_random_map_asks_comfyui_for_bounded_work(comfy, sampling, samplings, scheduler,
+                                                                           monkeypatch):
+    """A random map at latent resolution (distinct values down to 1e-4) at 10,000 steps: the closed form plans it and
+    ComfyUI's own scheduler code is asked for at most ``EXACT_BUDGET`` levels in all (it was asked for 10^6-10^8
+    levels through the normal scheduler's Python loop: 20-170 s before the first step). Timing is in
+    benchmarks/bench_limits.py; here the work is counted."""
+    import comfy.samplers as cs
+
+    core_schedule = comfy.module("nodes.core.schedule")
+    asked = []
+    original = cs.KSampler.calculate_sigmas
+    monkeypatch.setattr(cs.KSampler, "calculate_sigmas", lambda self, steps: asked.append(int(steps)) or original(self, steps))
+    model = samplings["eps"]
+    g = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    full = sampling.ksampler_sigmas(model, 10_000, "euler", scheduler, 1.0, device="cpu")
+    for fractional in (False, True):
+        asked.clear()
+        key = sampling.PlanKey.of(model, (1, 4, 64, 64), full, sampling.Reference("euler", scheduler, 1.0))
+        run = sampling.ChangeMap(maps=g[0], mode="denoise", fractional=fractional).plan(model, key).run
+        assert sum(asked) <= core_schedule.EXACT_BUDGET, (scheduler, fractional, len(asked), sum(asked))
+        assert bool(torch.isfinite(run.start).any())
+
+
+def test_beta_at_more_steps_than_the_table_has_timesteps_is_planned_in_closed_form(comfy, sampling, samplings):
+    """At 1,500 steps (the model's table has 1,000 timesteps) every M-step beta schedule is shorter than
+    KSampler's slice: its first level is the level; computed without asking ComfyUI's code for each M."""
+    import comfy.samplers as cs
+
+    model = samplings["eps"]
+    ms = model.get_model_object("model_sampling")
+    for sampler in ("euler", "dpm_2"):
+        n = 1500
+        levels = sampling.denoise_levels(ms, sampler, "beta", n)
+        totals = torch.tensor([1500, 1501, 1999, 3000, 7777])
+        got = levels(totals)
+        ks = cs.KSampler(model, n, "cpu", sampler, "beta", 1.0)
+        want = torch.tensor([float(ks.calculate_sigmas(int(m))[-(n + 1):][0]) for m in totals], dtype=torch.float64)
+        assert torch.equal(got, want), (sampler, got, want)
+    fast, reference = _both(sampling, model, "euler", "beta", 1500, 1.0, torch.tensor([0.9, 0.5, 0.2, 0.01]))
+    assert torch.equal(fast, reference)

@@ -95,8 +95,10 @@ def test_beta_levels_count_the_grid_as_comfyuis_beta_scheduler_samples_it(closed
         got = closed.beta_start_levels(table, steps, j, cdf, ppf)
         for s, level in zip(steps.tolist(), got.tolist()):
             sched = _beta_schedule_brute_force(table, s, ppf)
-            if len(sched) < j + 1:   # fewer distinct timesteps than asked: left to ComfyUI's own code
+            if len(sched) < j + 1 and len(sched) < 3:   # one distinct timestep: left to ComfyUI's own code
                 assert math.isnan(level), (s, j)
+            elif len(sched) < j + 1:   # fewer distinct timesteps than asked: KSampler slices the whole schedule
+                assert level == sched[0], (power, s, j)
             else:
                 assert level == sched[-(j + 1)], (power, s, j)
 

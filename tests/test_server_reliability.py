@@ -536,6 +536,143 @@ def metrics_garbage_calibration(server):
     expect_error(server, g, "Change Map Adherence: input 'calibration'")
 
 
+# -- limits by design, grey pictures, latents' noise masks and channels -----------------------------------
+
+def _timed_ok(server, g: G, node: str, within: float) -> dict:
+    start = time.time()
+    rep = expect_ok(server, g, node)
+    took = time.time() - start
+    assert took < within, f"took {took:.1f} s"
+    return rep
+
+
+@case
+def preview_of_a_narrow_map_is_capped(server):
+    g = G().base()
+    narrow = [g.add("DDE_LinearGradientMap", width=8, height=2048, batch_size=1, angle=90.0, offset=0.0, curve="linear",
+                    gamma=1.0, invert=False), 0]
+    p = g.add("DDE_SchedulePreview", model=g.model, change_map=narrow, steps=10, sampler_name="euler",
+              scheduler="normal", denoise=1.0, mode="step", invert=False)
+    rep = expect_ok(server, g, g.report(image=[p, 0], mask=[p, 1]))
+    assert rep["image"]["shape"][0] == 1 and rep["image"]["shape"][1] <= 2048 + 400   # was 65,616 x 640
+    assert rep["image"]["shape"][2] == 516 and rep["mask"]["shape"] == [1, 256, 1]
+
+
+@case
+def preview_plans_10000_denoise_steps_of_a_random_map_quickly(server):
+    g = G().base()
+    p = g.add("DDE_SchedulePreview", model=g.model, change_map=g.tensor("1,64,128", "random"), steps=10000,
+              sampler_name="euler", scheduler="normal", denoise=1.0, mode="denoise", invert=False, latent_image=g.latent)
+    rep = _timed_ok(server, g, g.report(mask=[p, 1]), within=30.0)   # 172 s before, almost all of it planning
+    assert rep["mask"]["shape"] == [1, 32, 32] and 0.0 < rep["mask"]["mean"] < 1.0
+
+
+@case
+def mask_grow_256_is_quick(server):
+    g = G().base()
+    m = _dmask(g, n=1, image=g.tensor("1,1024,1024,3", "half", out=2))
+    g.nodes[m]["inputs"]["grow"] = 256
+    rep = _timed_ok(server, g, g.report(mask=[m, 1]), within=60.0)   # about an hour before (H W 513^2)
+    assert rep["mask"]["shape"] == [1, 1024, 1024] and rep["mask"]["max"] == 1.0
+
+
+@case
+def edit_map_grow_256_is_quick(server):
+    g = G()
+    after = [g.add("DDE_LinearGradientMap", width=1024, height=1024, batch_size=1, angle=0.0, offset=0.0,
+                   curve="linear", gamma=1.0, invert=False), 0]
+    e = g.add("DDE_ChangeMapFromEdit", before=g.tensor("1,1024,1024,3", "zeros", out=2),
+              after=[g.add("MaskToImage", mask=after), 0], color_match="none", noise_floor=6.0, full_change=15.0,
+              grow=256, softness=256)
+    rep = _timed_ok(server, g, g.report(mask=[e, 1]), within=60.0)
+    assert rep["mask"]["shape"] == [1, 1024, 1024] and rep["mask"]["max"] == 1.0
+
+
+@case
+def falloff_outer_4096_is_quick(server):
+    g = G()
+    f = g.add("DDE_MaskDistanceFalloff", mask=g.tensor("1,1024,1024", "zeros"), inner=0.0, outer=4096.0, threshold=0.5,
+              curve="linear", gamma=1.0, invert=False)
+    rep = _timed_ok(server, g, g.report(mask=[f, 0]), within=60.0)   # an empty mask: 0 everywhere
+    assert rep["mask"]["max"] == 0.0
+
+
+@case
+def grey_picture_in_every_picture_node(server):
+    g = G().base()
+    grey = g.tensor("1,256,256,1", "random", out=2)
+    m = _dmask(g, n=2, image=grey)
+    e = g.add("DDE_ChangeMapFromEdit", before=grey, after=g.tensor("1,256,256,1", "half", out=2), color_match="affine",
+              noise_floor=6.0, full_change=15.0, grow=2, softness=0)
+    a = g.add("DDE_ChangeMapAdherence", original=grey, result=g.tensor("1,256,256,1", "half", out=2),
+              change_map=g.tensor("1,32,32", "ramp"), smooth=0, invert=False, calibration="")
+    g.report(mask=[m, 1], image=[m, 2])
+    g.report(mask=[e, 0])
+    rep = expect_ok(server, g, g.report(mask=[a, 8]))
+    assert rep["mask"]["shape"] == [1, 32, 32]
+
+
+@case
+def two_channel_picture_is_an_error_naming_the_input(server):
+    g = G().base()
+    g.report(mask=[_dmask(g, n=2, image=g.tensor("1,256,256,2", "half", out=2)), 1])
+    expect_error(server, g, "DiffEdit Mask: input 'image' expected an IMAGE with 1 (grey), 3 (RGB) or 4 (RGBA) "
+                            "channels, got 2 channels")
+
+
+@case
+def dk_nan_noise_mask(server):
+    g = G().base()
+    g.latent = [g.add("SetLatentNoiseMask", samples=g.latent, mask=g.tensor("1,32,32", "nan")), 0]
+    g.report(g.dk(g.tensor("1,64,64", "ones")))
+    expect_error(server, g, "Differential KSampler: input 'latent_image' expected a noise_mask of finite values")
+
+
+@case
+def dk_latent_of_the_wrong_channel_count(server):
+    g = G().base()
+    g.latent = g.tensor("1,16,32,32", "random", out=1)
+    g.report(g.dk(g.tensor("1,64,64", "ones")))
+    expect_error(server, g, "Differential KSampler: input 'latent_image' expected an image latent of this model "
+                            "(4 channels, 4-D), got shape (1, 16, 32, 32)")
+
+
+@case
+def map_larger_than_the_cap_is_refused_before_allocating(server):
+    g = G()
+    g.report(mask=[g.add("DDE_LinearGradientMap", width=16384, height=16384, batch_size=4096, angle=0.0, offset=0.0,
+                         curve="linear", gamma=1.0, invert=False), 0])
+    expect_error(server, g, "Linear Gradient Change Map: input 'batch_size' expected width x height x batch_size at "
+                            "most 268,435,456 pixels", "got 16384 x 16384 x 4096 = 1,099,511,627,776 pixels")
+
+
+@case
+def edit_two_masks_for_one_latent(server):
+    g = G().base()
+    g.report(_dedit(g, g.tensor("2,256,256", "ones")))
+    expect_error(server, g, "DiffEdit Edit: input 'mask' expected 1 map (the latent batch holds one image), got 2 maps")
+
+
+@case
+def metrics_deeply_nested_calibration(server):
+    g = G()
+    g.report(mask=[g.add("DDE_ChangeMapAdherence", original=g.tensor("1,64,64,3", "half", out=2),
+                         result=g.tensor("1,64,64,3", "random", out=2), change_map=g.tensor("1,8,8", "ramp"), smooth=0,
+                         invert=False, calibration="[" * 100000 + "]" * 100000), 8])
+    expect_error(server, g, "Change Map Adherence: input 'calibration' expected JSON pairs", "nested too deeply")
+
+
+@case
+def mask_picture_of_another_aspect_says_it_is_stretched(server):
+    g = G().base()
+    m = _dmask(g, n=2, image=g.tensor("1,128,256,3", "random", out=2))
+    g.report(mask=[m, 1])
+    kind, history = run_case(server, g)
+    assert kind == "ok", history
+    lines = history["outputs"][m]["dde_messages"]
+    assert [x for x in lines if x.startswith("image: the picture is 256 x 128 px but the latent is 32 x 32 cells")]
+
+
 def good_prompt():
     g = G().base()
     return g, g.report(g.dk(g.tensor("1,256,256", "ramp"), steps=12, sampler="dpmpp_2m", seed=5))
@@ -588,6 +725,77 @@ def test_interrupt_is_reported_and_the_next_prompt_succeeds(server, what):
     assert "execution_interrupted" in kinds, kinds
     g2, r2 = good_prompt()
     assert expect_ok(server, g2, r2)["finite"]
+
+
+def _interrupt_during(server, g: G, node: str, after: float = 1.0) -> tuple[float, dict]:
+    """Queue ``g``; ``after`` s into the execution of ``node`` (the websocket's ``executing`` message) post
+    ``/interrupt``. Returns how long after that post ComfyUI reported the prompt interrupted (the message's own
+    timestamp), and the message."""
+    import asyncio
+    import uuid
+
+    import aiohttp
+
+    async def go():
+        client_id = uuid.uuid4().hex
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client_id}") as ws:
+                status, body = server.queue(g.nodes, client_id)
+                assert status == 200, body
+                pid, posted = body["prompt_id"], None
+                deadline = time.time() + 300
+                while time.time() < deadline:
+                    msg = await ws.receive(timeout=60)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    data = json.loads(msg.data)
+                    d = data.get("data", {})
+                    if d.get("prompt_id") != pid:
+                        continue
+                    if data["type"] == "executing" and d.get("node") == node and posted is None:
+                        await asyncio.sleep(after)
+                        posted = time.time()
+                        server.post("/interrupt", {})
+                    if data["type"] in ("execution_success", "execution_error", "execution_interrupted"):
+                        assert data["type"] == "execution_interrupted", data
+                        assert posted is not None
+                        return d["timestamp"] / 1000.0 - posted, d
+                raise TimeoutError(pid)
+
+    return asyncio.run(go())
+
+
+def _stopped_within_a_second(server, g: G, node: str, node_type: str):
+    latency, message = _interrupt_during(server, g, node)
+    print(f"{node_type}: interrupted {latency:.2f} s after /interrupt")
+    assert message["node_type"] == node_type, message          # interrupted inside that node's own work
+    assert latency < 1.0, f"{node_type} stopped {latency:.2f} s after /interrupt"
+    g2, r2 = good_prompt()
+    assert expect_ok(server, g2, r2)["finite"]                  # and the next prompt runs
+
+
+def test_cancel_stops_a_distance_falloff_of_a_large_map_within_a_second(server):
+    g = G()
+    f = g.add("DDE_MaskDistanceFalloff", mask=g.tensor("1,2048,2048", "random"), inner=0.0, outer=4096.0,
+              threshold=0.9995, curve="linear", gamma=1.0, invert=False)
+    g.report(mask=[f, 0])
+    _stopped_within_a_second(server, g, f, "DDE_MaskDistanceFalloff")
+
+
+def test_cancel_stops_a_10000_step_denoise_mode_run_within_a_second(server):
+    g = G().base()
+    r = g.report(g.dk(g.tensor("1,64,128", "random"), steps=10000, mode="denoise"))
+    dk = g.nodes[r]["inputs"]["samples"][0]
+    _stopped_within_a_second(server, g, dk, "DDE_DifferentialKSampler")
+
+
+def test_cancel_stops_a_schedule_preview_of_large_pictures_within_a_second(server):
+    g = G().base()
+    p = g.add("DDE_SchedulePreview", model=g.model, change_map=g.tensor("1,256,256", "random"), steps=10,
+              sampler_name="euler", scheduler="normal", denoise=1.0, mode="step", invert=False,
+              latent_image=g.tensor("6,4,256,256", "zeros", out=1))   # six pictures of 2048 x 2048 px panels
+    g.report(mask=[p, 1])
+    _stopped_within_a_second(server, g, p, "DDE_SchedulePreview")
 
 
 # -- load ------------------------------------------------------------------------------------------------

@@ -128,8 +128,10 @@ def beta_start_levels(table: torch.Tensor, steps: torch.Tensor, j: int, cdf: Cal
     that count grows at ``t``. A grid point within :data:`BETA_GRID_TOL` grid steps of a boundary
     (where the rounding could go either way, e.g. ``x = 1/2`` of a symmetric distribution) gets its
     ``t_i`` from ``ppf`` itself, as ComfyUI computes it. ``cdf``/``ppf``: the scheduler's Beta
-    distribution, float64 tensors in and out. Schedules with fewer than ``j`` distinct ``t`` get NaN
-    (the caller asks ComfyUI's code). float32 table levels, as float64.
+    distribution, float64 tensors in and out. A schedule with fewer than ``j`` distinct ``t`` (more steps
+    than the model's table has timesteps) gets its first level, the largest ``t``'s: KSampler's slice of
+    the last ``n + 1`` levels takes the whole schedule; one with a single distinct ``t`` gets NaN (the
+    caller asks ComfyUI's code). float32 table levels, as float64.
     """
     tab = table.detach().flatten().to("cpu", torch.float32)
     t_count = int(tab.numel()) - 1
@@ -156,4 +158,9 @@ def beta_start_levels(table: torch.Tensor, steps: torch.Tensor, j: int, cdf: Cal
     distinct = torch.cumsum(grows.to(torch.int64), dim=1)                             # distinct t_i <= t
     d_j = (distinct < j).sum(dim=1)                                                   # the first t with j of them
     level = tab[d_j.clamp(max=t_count)].to(torch.float64)
-    return torch.where(distinct[:, -1] < j, torch.full_like(level, math.nan), level)
+    # fewer than j distinct t (more steps than the table has timesteps): KSampler's slice takes the whole schedule,
+    # whose first level is the largest t's
+    top = t_count - torch.flip(grows, dims=[1]).to(torch.int64).argmax(dim=1)
+    short = distinct[:, -1] < j
+    level = torch.where(short, tab[top].to(torch.float64), level)
+    return torch.where(short & (distinct[:, -1] < 2), torch.full_like(level, math.nan), level)

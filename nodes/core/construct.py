@@ -85,8 +85,16 @@ def levels(change_map, in_low: float, in_high: float, out_low: float, out_high: 
 
 # -- canvases and gradients ------------------------------------------------------------------------
 
+#: the most pixels (width x height x batch_size) a map node may be asked to make from numbers: one 16384 x 16384
+#: map (the widgets' largest), 1 GiB of float32 (a reference sets the size of what already exists: no cap)
+MAX_MAP_PIXELS = 2 ** 28
+
+
 def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, int]:
-    """``(batch, height, width)`` of a new map: the reference's (IMAGE ``B,H,W,C`` or MASK) or the numbers."""
+    """``(batch, height, width)`` of a new map: the reference's (IMAGE ``B,H,W,C`` or MASK) or the numbers.
+
+    From numbers, at most :data:`MAX_MAP_PIXELS` in all; more is an error before anything is allocated.
+    """
     if reference is not None:
         if isinstance(reference, torch.Tensor) and reference.ndim == 4 and reference.shape[-1] <= 4:
             ref = as_images(reference, "reference")
@@ -96,6 +104,11 @@ def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, in
     for value, name in ((width, "width"), (height, "height"), (batch, "batch_size")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(name, "a whole number of at least 1", describe(value))
+    pixels = int(width) * int(height) * int(batch)
+    if pixels > MAX_MAP_PIXELS:
+        raise InputError("batch_size" if batch > 1 else "width",
+                         f"width x height x batch_size at most {MAX_MAP_PIXELS:,} pixels (one 16384 x 16384 map, "
+                         f"1 GiB)", f"{width} x {height} x {batch} = {pixels:,} pixels")
     return int(batch), int(height), int(width)
 
 
@@ -176,40 +189,101 @@ def angular_gradient(size, centre_x: float, centre_y: float, start_angle: float,
 
 # -- from a mask -----------------------------------------------------------------------------------
 
-def distance_to_mask(inside: torch.Tensor, limit: float) -> torch.Tensor:
+def _lower_envelope(f: torch.Tensor, check=None) -> torch.Tensor:
+    """``min over j of f[:, j] + (i - j)^2`` for every row and column ``i`` of ``f`` ``(R, n)`` (float64, ``inf`` =
+    no parabola there), exactly: Felzenszwalb and Huttenlocher's lower envelope of parabolas, all rows at once.
+
+    The columns are visited in order (``n`` steps of a few vector operations over the rows); a row keeps the
+    stack of parabolas on its envelope and the boundaries between them, and drops the ones a new parabola hides.
+    The envelope is then read off by one search per row. The values are integers when ``f`` holds integers, and
+    so is the result (the envelope picks a parabola whose value is the minimum; at a tie both values are equal).
+    ``check`` is called every 32 columns.
+    """
+    r, n = f.shape
+    stack = torch.zeros(r, n, dtype=torch.int64)             # positions of the envelope's parabolas
+    bounds = torch.full((r, n + 1), math.inf, dtype=torch.float64)
+    top = torch.full((r,), -1, dtype=torch.int64)            # index of the stack's top (-1: empty)
+    lifted = f + torch.arange(n, dtype=torch.float64) ** 2   # f[j] + j^2: the parabolas' meeting points need it
+    lives = torch.isfinite(f)
+    infs = torch.full((r, 1), math.inf, dtype=torch.float64)
+    for q in range(n):
+        if check is not None and q % 32 == 0:
+            check()
+        live = lives[:, q:q + 1]
+        if not bool(live.any()):
+            continue
+        top = top.view(-1, 1)
+        while True:                                          # drop the parabolas q hides
+            at = top.clamp(min=0)
+            j = stack.gather(1, at)
+            s = (lifted[:, q:q + 1] - lifted.gather(1, j)) / (2.0 * (q - j).to(torch.float64))
+            drop = live & (top >= 0) & (s <= bounds.gather(1, at))
+            if not bool(drop.any()):
+                break
+            top = top - drop.to(torch.int64)
+        pushed = (top + live.to(torch.int64)).clamp(min=0)
+        stack.scatter_(1, pushed, torch.where(live, q, stack.gather(1, pushed)))
+        first = torch.where(top >= 0, s, -math.inf)
+        bounds.scatter_(1, pushed, torch.where(live, first, bounds.gather(1, pushed)))
+        bounds.scatter_(1, pushed + 1, infs)
+        top = (top + live.to(torch.int64)).view(-1)
+    at = torch.searchsorted(bounds[:, 1:].contiguous(), torch.arange(n, dtype=torch.float64).expand(r, n).contiguous())
+    at = torch.minimum(at, top.clamp(min=0).view(-1, 1))     # the parabola whose interval holds each column
+    j = torch.gather(stack, 1, at)
+    out = (torch.arange(n).view(1, -1) - j).to(torch.float64) ** 2 + torch.gather(f, 1, j)
+    return torch.where((top >= 0).view(-1, 1), out, torch.full_like(out, math.inf))
+
+
+#: up to this reach (``ceil(limit)`` px) the horizontal pass takes the minimum over every shift directly (4 passes
+#: over the map per pixel of reach); farther, the lower envelope of parabolas (its cost does not grow with it)
+DIRECT_REACH = 64
+
+
+def distance_to_mask(inside: torch.Tensor, limit: float, check=None) -> torch.Tensor:
     """Exact Euclidean distance (pixel centre to pixel centre) from each pixel to the nearest ``inside`` one.
 
     ``inside``: bool ``(B,H,W)``. Distances up to ``limit`` are exact; farther pixels (and every
-    pixel of an empty mask) get ``inf``. Separable: the vertical distance to the nearest inside
-    pixel of each column comes from two running scans, then the horizontal pass takes
-    ``min over |dx| <= limit of (dy(x + dx)^2 + dx^2)``, so the cost grows with ``limit``, not
-    with the image. (kornia's ``distance_transform`` is a soft-min cascade whose result is not
-    Euclidean — diagonals come out up to 29 % short — so it is not used here.)
+    pixel of an empty mask) get ``inf``. Separable: the distance along one axis to the nearest inside
+    pixel of each line comes from two running scans; then along the other axis ``d^2 = min over d of
+    (dy(x + d)^2 + d^2)``, for a reach up to :data:`DIRECT_REACH` by trying every shift ``|d| <= limit``, farther
+    by the lower envelope of parabolas (:func:`_lower_envelope`, along the shorter axis), whose cost does not
+    grow with ``limit``. Both are exact (integer squared distances), so they agree bit for bit. ``check`` is
+    called every 16 shifts or 32 columns (ComfyUI's interrupt check). (kornia's ``distance_transform`` is a soft-min
+    cascade whose result is not Euclidean — diagonals come out up to 29 % short — so it is not used here.)
     """
     b, h, w = inside.shape
+    reach = int(math.ceil(limit))
+    if reach > DIRECT_REACH and h < w:   # the envelope runs along the shorter axis (its steps are sequential)
+        return distance_to_mask(inside.transpose(1, 2), limit, check).transpose(1, 2).contiguous()
     rows = torch.arange(h, dtype=torch.float32).view(1, h, 1).expand(b, h, w)
     inf = torch.tensor(float("inf"))
     above = torch.where(inside, rows, -inf).cummax(dim=1).values
     below = torch.where(inside, rows, inf).flip(1).cummin(dim=1).values.flip(1)
     dy2 = torch.minimum(rows - above, below - rows) ** 2
-    reach = min(int(math.ceil(limit)), w - 1)
-    padded = F.pad(dy2, (reach, reach), value=float("inf"))
-    d2, shifted = dy2.clone(), torch.empty_like(dy2)
-    for dx in range(1, reach + 1):
-        for start in (reach + dx, reach - dx):
-            torch.add(padded[..., start: start + w], float(dx * dx), out=shifted)
-            torch.minimum(d2, shifted, out=d2)
+    if reach > DIRECT_REACH:
+        d2 = _lower_envelope(dy2.to(torch.float64).reshape(b * h, w), check).reshape(b, h, w).to(torch.float32)
+    else:
+        reach = min(reach, w - 1)
+        padded = F.pad(dy2, (reach, reach), value=float("inf"))
+        d2, shifted = dy2.clone(), torch.empty_like(dy2)
+        for dx in range(1, reach + 1):
+            if check is not None and dx % 16 == 0:
+                check()
+            for start in (reach + dx, reach - dx):
+                torch.add(padded[..., start: start + w], float(dx * dx), out=shifted)
+                torch.minimum(d2, shifted, out=d2)
     dist = torch.sqrt(d2)
     return torch.where(dist <= limit, dist, inf)
 
 
 def distance_falloff(mask, inner: float, outer: float, threshold: float = 0.5, curve: str = "linear",
-                     gamma: float = 1.0, invert: bool = False) -> torch.Tensor:
+                     gamma: float = 1.0, invert: bool = False, check=None) -> torch.Tensor:
     """A soft-inpainting map from a hard mask: 1 inside and up to ``inner`` px outside, 0 from ``outer`` px.
 
     Inside = mask ``>= threshold``. ``d`` = exact Euclidean distance in pixels to the nearest
     inside pixel (:func:`distance_to_mask`), ``t = 1 - clamp((d - inner) / (outer - inner), 0, 1)``
     (``inner == outer``: 1 where ``d <= inner``). A mask with no inside pixel gives t = 0 everywhere.
+    ``check``: called now and then during the distance transform (ComfyUI's interrupt check, from the node).
     """
     maps = as_maps(mask, "mask")
     inner = check_number(inner, "inner", 0.0, None)
@@ -217,7 +291,7 @@ def distance_falloff(mask, inner: float, outer: float, threshold: float = 0.5, c
     threshold = check_number(threshold, "threshold", 0.0, 1.0, lo_open=True)
     if outer < inner:
         raise InputError("outer", f"at least inner ({inner})", repr(outer))
-    d = distance_to_mask(maps >= threshold, outer)
+    d = distance_to_mask(maps >= threshold, outer, check)
     return shape(1.0 - ramp(d, inner, outer), curve, gamma, invert)
 
 
@@ -259,8 +333,6 @@ def channel_map(image, channel: str, invert: bool = False,
     pick = CHANNELS[channel]
     if c == 1 and pick != 3:
         out = img[..., 0]
-    elif c not in (3, 4):
-        raise InputError(input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
     elif isinstance(pick, tuple):
         weights = torch.tensor(pick, dtype=torch.float32)
         out = kornia.color.rgb_to_grayscale(img[..., :3].permute(0, 3, 1, 2), rgb_weights=weights)[:, 0]

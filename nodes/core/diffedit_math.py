@@ -30,18 +30,17 @@ denoised prediction ``d`` at ``x`` is ``(x - a d) / b`` and a deterministic step
 ``a(s') d + b(s') eps`` (DDIM; ComfyUI's ``euler`` takes exactly this step on eps and flow
 models).
 
-Pure torch + kornia: nothing here imports ComfyUI.
+Pure torch: nothing here imports ComfyUI.
 """
 
 from __future__ import annotations
 
 import math
 
-import kornia
 import torch
 
 from .errors import InputError
-from .maps import blur_maps, resample
+from .maps import blur_maps, grow, resample
 
 METHODS = ("rescale", "minmax", "clamp", "otsu", "percentile")
 #: ``rescale``: the fraction of pixels below the upper clip (and above the lower one); tuned on the
@@ -175,15 +174,6 @@ def thresholds(heat: torch.Tensor, method: str, threshold: float = 0.5, percenti
         q = torch.quantile(heat.flatten(1).to(torch.float64), float(percentile), dim=1)
         return q.to(torch.float32).view(-1, 1, 1)
     raise InputError("threshold_method", f"one of {METHODS}", repr(method))
-
-
-def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grow (``pixels`` > 0, dilation) or shrink (< 0, erosion) a binary ``(B,H,W)`` mask by a square."""
-    if pixels == 0:
-        return mask
-    k = torch.ones(2 * abs(int(pixels)) + 1, 2 * abs(int(pixels)) + 1)
-    op = kornia.morphology.dilation if pixels > 0 else kornia.morphology.erosion
-    return op(mask.unsqueeze(1), k, border_type="geodesic")[:, 0]
 
 
 def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "rescale", threshold: float = 0.5,

@@ -14,7 +14,7 @@ little everywhere. :func:`change_map_from_edit` finds what they meant to change:
    sRGB D65; 1 is about a just-noticeable difference), then a 3 x 3 median filter (removes
    single-pixel noise and compression specks, keeps edges where they are).
 4. ``t = clamp((dE - noise_floor) / (full_change - noise_floor), 0, 1)``.
-5. ``grow`` > 0 dilates, < 0 erodes ``t`` by a square of ``2 |grow| + 1`` px (grey morphology).
+5. ``grow`` > 0 dilates, < 0 erodes ``t`` by a square of ``2 |grow| + 1`` px (grey morphology, :func:`maps.grow`).
 6. ``mask = t >= 0.5`` (after grow); ``change_map = blur(t, softness)`` (Gaussian, kernel
    ``2 softness + 1``, so the map is exactly 0 farther than ``softness`` px from any change).
 
@@ -30,20 +30,16 @@ import torch.nn.functional as F
 from .construct import check_choice, check_number, ramp
 from .errors import InputError, describe
 from .maps import blur_maps, match_batch
-from .pixels import as_images
+from .maps import grow as grow_maps
+from .pixels import as_images, rgb
 
 MATCH = ("affine", "mean/std", "none")
 ROUNDS = 3
 
 
-def _rgb(img: torch.Tensor, input_name: str) -> torch.Tensor:
-    """``(B,H,W,C)`` -> ``(B,3,H,W)``: grey is repeated, alpha dropped."""
-    c = img.shape[-1]
-    if c == 1:
-        img = img.expand(*img.shape[:-1], 3)
-    elif c not in (3, 4):
-        raise InputError(input_name, "an IMAGE with 1, 3 or 4 channels", f"{c} channels")
-    return img[..., :3].permute(0, 3, 1, 2).clamp(0.0, 1.0)
+def _rgb(img: torch.Tensor) -> torch.Tensor:
+    """A validated IMAGE ``(B,H,W,C)`` -> ``(B,3,H,W)``: grey is repeated, alpha dropped."""
+    return rgb(img).permute(0, 3, 1, 2).clamp(0.0, 1.0)
 
 
 def _check_int(value, input_name: str, lo: int) -> int:
@@ -90,15 +86,6 @@ def median3(d: torch.Tensor) -> torch.Tensor:
     return kornia.filters.median_blur(d.unsqueeze(1), (3, 3))[:, 0]
 
 
-def grow_map(t: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grey dilation (``pixels`` > 0) or erosion (< 0) of ``(B,H,W)`` by a ``2 |pixels| + 1`` square."""
-    if pixels == 0:
-        return t
-    k = torch.ones(2 * abs(pixels) + 1, 2 * abs(pixels) + 1, dtype=t.dtype)
-    op = kornia.morphology.dilation if pixels > 0 else kornia.morphology.erosion
-    return op(t.unsqueeze(1), k, border_type="geodesic")[:, 0]
-
-
 def change_map_from_edit(before, after, match: str = "affine", noise_floor: float = 6.0, full_change: float = 15.0,
                          grow: int = 0, softness: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(change_map, mask)``, both float32 ``(B,H,W)`` at ``before``'s size (see the module docstring)."""
@@ -112,7 +99,7 @@ def change_map_from_edit(before, after, match: str = "affine", noise_floor: floa
     if isinstance(grow, bool) or not isinstance(grow, int):
         raise InputError("grow", "a whole number of pixels", describe(grow))
     softness = _check_int(softness, "softness", 0)
-    bb, aa = _rgb(b_img, "before"), _rgb(a_img, "after")
+    bb, aa = _rgb(b_img), _rgb(a_img)
     if aa.shape[-2:] != bb.shape[-2:]:
         aa = F.interpolate(aa, size=bb.shape[-2:], mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     batch = max(bb.shape[0], aa.shape[0])
@@ -120,6 +107,6 @@ def change_map_from_edit(before, after, match: str = "affine", noise_floor: floa
     aa = match_batch(aa, batch, "after", "other image's batch")
     aa = match_colours(bb, aa, match)
     t = ramp(median3(delta_e(bb, aa)), floor, full)
-    t = grow_map(t, grow).clamp(0.0, 1.0)
+    t = grow_maps(t, grow).clamp(0.0, 1.0)
     mask = (t >= 0.5).to(torch.float32)
     return blur_maps(t, softness).clamp(0.0, 1.0).contiguous(), mask.contiguous()

@@ -89,7 +89,9 @@ def match_batch(maps: torch.Tensor, batch: int, input_name: str, what: str = "la
         return maps
     if n == 1:
         return maps.expand(batch, *maps.shape[1:])
-    raise InputError(input_name, f"1 map or {batch} maps (one per image of the {what})", f"{n} maps")
+    expected = (f"1 map or {batch} maps (one per image of the {what})" if batch != 1
+                else f"1 map (the {what} holds one image)")
+    raise InputError(input_name, expected, f"{n} maps")
 
 
 def maps_for_latent(maps: torch.Tensor, latent_shape, input_name: str) -> torch.Tensor:
@@ -118,13 +120,94 @@ def maps_for_latent(maps: torch.Tensor, latent_shape, input_name: str) -> torch.
     raise InputError("latent_image", "a 4-D image latent or a 5-D video latent", f"shape {shape}")
 
 
+def _window_extreme(x: torch.Tensor, radius: int, largest: bool, dim: int) -> torch.Tensor:
+    """The max (``largest``) or min of every window of ``2 radius + 1`` along ``dim`` (-1 or -2), the window cut at
+    the array's ends (nothing from beyond the edge counts).
+
+    By doubling: after ``k`` passes each value is the extreme of the ``2^k`` values from it on; two of those spans
+    (``2^k <= 2 radius + 1 < 2^(k+1)``) cover a window exactly. ``ceil(log2(2 radius + 1))`` passes over the line,
+    the radius cut to the line's length; only comparisons, so the result is exact.
+    """
+    n = int(x.shape[dim])
+    r = min(int(radius), n - 1)   # a window reaching past both ends is the whole line
+    if r <= 0:
+        return x
+    w = 2 * r + 1
+    fill = float("-inf") if largest else float("inf")
+    t = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r), value=fill)
+    pick = torch.maximum if largest else torch.minimum
+    span = 1
+    while 2 * span <= w:
+        length = int(t.shape[dim])
+        t = pick(t.narrow(dim, 0, length - span), t.narrow(dim, span, length - span))
+        span *= 2
+    return pick(t.narrow(dim, 0, n), t.narrow(dim, w - span, n))
+
+
+def grow(maps: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grow (``pixels`` > 0: dilation, the max) or shrink (< 0: erosion, the min) ``(B,H,W)`` maps by a square of
+    ``2 |pixels| + 1`` px, the square cut at the map's edges (what lies beyond the edge never counts).
+
+    Grey values too (grey morphology with a flat square); a binary mask stays binary. Separable (rows, then
+    columns) window extremes by doubling (:func:`_window_extreme`): at most ``ceil(log2(2 n - 1))`` passes per
+    axis of length ``n``, whatever the radius (a 1024 x 1024 map: about 0.15 s at radius 256, 0.05 s at radius 1,
+    on a 2-core CPU), so it needs no interrupt check.
+    The one grow of the pack: DiffEdit Mask's ``grow``, Change Map from Edit's ``grow`` and the mask outline of
+    the heat preview.
+    """
+    if isinstance(pixels, bool) or not isinstance(pixels, int):
+        raise InputError("grow", "a whole number of pixels", describe(pixels))
+    if pixels == 0:
+        return maps
+    largest = pixels > 0
+    return _window_extreme(_window_extreme(maps, abs(pixels), largest, -1), abs(pixels), largest, -2).contiguous()
+
+
+def _band(weights: torch.Tensor, tile: int) -> torch.Tensor:
+    """The ``(tile + 2 r, tile)`` band matrix whose column ``i`` holds the ``2 r + 1`` weights from row ``i`` on (a
+    row of ``tile + 2 r + 1`` values laid out ``tile + 2 r`` wide shifts one place per row); zeros elsewhere."""
+    k = int(weights.numel())
+    rows = torch.zeros(tile, tile + k)
+    rows[:, :k] = weights
+    return rows.flatten()[: tile * (tile + k - 1)].view(tile, tile + k - 1).t()
+
+
+def _blur_lines(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Blur ``(B,H,W)`` along its last axis, replicate border: the padded lines times one band matrix per tile of
+    output columns (BLAS speed; ``tile + 2 r`` multiply-adds per value, no pass per tap)."""
+    n = int(x.shape[-1])
+    r = (int(weights.numel()) - 1) // 2
+    tile = min(max(128, 2 * r), n)
+    band = _band(weights, tile)
+    padded = F.pad(x, (r, r), mode="replicate")
+    out = torch.empty_like(x)
+    for a in range(0, n, tile):
+        b = min(a + tile, n)
+        out[..., a:b] = padded[..., a:b + 2 * r] @ band[: b - a + 2 * r, : b - a]
+    return out
+
+
+#: up to this radius the blur is kornia's separable convolution (a pass per tap); beyond, band matrix products
+BLUR_DIRECT_RADIUS = 16
+
+
 def blur_maps(maps: torch.Tensor, radius: int) -> torch.Tensor:
     """Gaussian blur of ``(B,H,W)`` by ``radius`` px: kernel ``2 radius + 1`` (nothing beyond), sigma ``radius / 2``.
 
-    Normalised kernel, replicate border (a map touching the edge continues past it).
+    Normalised kernel (kornia's ``get_gaussian_kernel1d``), replicate border (a map touching the edge continues
+    past it), separable: rows, then columns. Up to :data:`BLUR_DIRECT_RADIUS` kornia's convolution (its cost
+    grows with the radius); beyond, each pass is matrix products with a band matrix, ``max(128, 2 r) + 2 r``
+    multiply-adds per pixel at BLAS speed, so a 1024 x 1024 map takes a few tenths of a second at any radius on a
+    2-core CPU (kornia took 19 s at radius 512). Both have exact zeros outside the kernel: a pixel farther than
+    ``radius`` from every non-zero pixel stays exactly 0; they agree to 1e-6.
     """
     if radius <= 0:
         return maps
     k = 2 * int(radius) + 1
     sigma = radius / 2.0
-    return kornia.filters.gaussian_blur2d(maps.unsqueeze(1), (k, k), (sigma, sigma), border_type="replicate")[:, 0]
+    if radius <= BLUR_DIRECT_RADIUS:
+        return kornia.filters.gaussian_blur2d(maps.unsqueeze(1), (k, k), (sigma, sigma), border_type="replicate")[:, 0]
+    weights = kornia.filters.get_gaussian_kernel1d(k, sigma).flatten().to(torch.float32)
+    x = maps.to(torch.float32)
+    rows = _blur_lines(x, weights)
+    return _blur_lines(rows.transpose(-1, -2).contiguous(), weights).transpose(-1, -2).contiguous()

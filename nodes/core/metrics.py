@@ -145,6 +145,9 @@ def parse_calibration(text, input_name: str = "calibration") -> list[tuple[float
             raw = json.loads(text)
         except ValueError as exc:
             raise InputError(input_name, "valid JSON pairs like [[0, 0.0], [1, 0.12]]", str(exc)) from None
+        except RecursionError:   # brackets nested deeper than Python's parser goes: no pairs in there
+            raise InputError(input_name, "JSON pairs like [[0, 0.0], [1, 0.12]]",
+                             f"brackets nested too deeply ({len(text)} characters)") from None
     elif ":" in text:
         raw = [part.split(":") for part in re.split(r"[;,\n]+", text) if part.strip()]
     else:

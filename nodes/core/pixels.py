@@ -11,16 +11,30 @@ from .errors import InputError, describe
 from .maps import blur_maps, match_batch, resize_maps
 
 
+#: the channel counts an IMAGE may have: 1 = grey, 3 = RGB, 4 = RGBA (every node reads grey as R = G = B
+#: and ignores alpha unless it asks for it); any other count is an error naming the input
+IMAGE_CHANNELS = (1, 3, 4)
+
+
 def as_images(image, input_name: str) -> torch.Tensor:
-    """Validate an IMAGE ``(B,H,W,C)`` float tensor; returns it as float32 (NaN/inf are an error)."""
+    """Validate an IMAGE ``(B,H,W,C)`` float tensor, ``C`` in :data:`IMAGE_CHANNELS`; returns it as float32
+    (NaN/inf are an error)."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.numel() == 0:
         raise InputError(input_name, "an IMAGE of shape (batch, height, width, channels)", describe(image))
+    if int(image.shape[-1]) not in IMAGE_CHANNELS:
+        raise InputError(input_name, "an IMAGE with 1 (grey), 3 (RGB) or 4 (RGBA) channels",
+                         f"{int(image.shape[-1])} channels ({describe(image)})")
     if not image.is_floating_point():
         raise InputError(input_name, "a floating-point IMAGE (0..1)", describe(image))
     image = image.to(torch.float32)
     if not bool(torch.isfinite(image).all()):
         raise InputError(input_name, "finite pixel values", "NaN or infinite values")
     return image
+
+
+def rgb(image: torch.Tensor) -> torch.Tensor:
+    """A validated IMAGE ``(B,H,W,C)`` as RGB ``(B,H,W,3)``: grey repeated, alpha dropped."""
+    return image.expand(*image.shape[:-1], 3) if image.shape[-1] == 1 else image[..., :3]
 
 
 def feather_weights(weights: torch.Tensor, radius: int) -> torch.Tensor:

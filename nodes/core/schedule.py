@@ -89,11 +89,19 @@ def timestep_thresholds(timesteps: Sequence[float], ts_from: float, ts_to: float
 
 #: a closed-form level this close (relative) to a decision boundary is recomputed by the exact fallback
 LEVEL_CHECK_RTOL = 4e-6
+#: the largest total step count ``M`` whose level the exact fallback computes (its cost grows with ``M``: ComfyUI
+#: builds the whole ``M``-step schedule). Beyond it (effective strengths below ``N / 2^22``) a closed-form level
+#: decides alone, and without a closed form ``M`` is planned as this many steps.
+EXACT_MAX_TOTAL = 2 ** 22
+#: the most schedule levels (the sum of ``M`` over the levels recomputed) one plan asks the exact fallback for,
+#: smallest ``M`` first; past it the closed form decides alone (a map crafted to sit on step boundaries)
+EXACT_BUDGET = 2 ** 24
 
 
 def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: Callable[[int], float],
                         denoise: float = 1.0,
-                        sigma_starts: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+                        sigma_starts: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+                        trust_closed_form: bool = False, check: Callable[[], None] | None = None) -> torch.Tensor:
     """``denoise`` mode start steps.
 
     ``sigmas`` is the run's full schedule ``s_0..s_N``. ``sigma_start(M)`` must return the first
@@ -108,7 +116,15 @@ def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: C
     schedulers). ``sigma_starts``, when given, returns the levels of all distinct ``M`` at once
     (e.g. ``closed_form.denoise_start_levels``; ``None`` = unknown): those are used instead, and only
     levels within :data:`LEVEL_CHECK_RTOL` of a decision boundary are recomputed by ``sigma_start``,
-    so the start steps are those ``sigma_start`` alone gives.
+    so the start steps are those ``sigma_start`` alone gives. ``trust_closed_form``: nothing is recomputed (the
+    closed form is ``sigma_start``'s own arithmetic, bit for bit, or the caller accepts a start step one off
+    where a level lies within that tolerance of a step's level).
+
+    Cost, by design: the closed form is vectorised over the distinct ``M`` and the steps (``O(U + N log U)``
+    for ``U`` distinct map values), whatever ``M``; ``sigma_start`` costs what building an ``M``-step schedule
+    costs, so it is never asked for ``M`` above :data:`EXACT_MAX_TOTAL`, nor for more than :data:`EXACT_BUDGET`
+    levels in all when a closed form exists (see there). ``check`` is called before every ``sigma_start`` call
+    (ComfyUI's interrupt check: a Cancel stops planning between two calls).
     """
     s = [float(v) for v in sigmas]
     n_steps = len(s) - 1
@@ -123,13 +139,18 @@ def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: C
     partial = (eff > 0) & (eff <= 0.9999)
     if bool(partial.any()):
         total = torch.floor(n_steps / eff[partial]).clamp(max=2 ** 40).to(torch.int64)
-        uniq, inverse = torch.unique(total, sorted=True, return_inverse=True)
+        fast = None
+        if sigma_starts is not None:
+            uniq, inverse = torch.unique(total, sorted=True, return_inverse=True)
+            fast = sigma_starts(uniq)
         targets = torch.tensor(s[:-1], dtype=torch.float64) / (1.0 + SIGMA_RTOL)
-        fast = sigma_starts(uniq) if sigma_starts is not None else None
         if fast is not None:
-            b = _free_counts(_checked_levels(fast, uniq, targets, sigma_start), targets)
-        else:
-            b = _free_counts_lazy(uniq.tolist(), targets.tolist(), sigma_start)
+            levels = fast.to("cpu", torch.float64).flatten() if trust_closed_form and bool(torch.isfinite(fast).all()) \
+                else _checked_levels(fast, uniq, targets, sigma_start, check)
+            b = _free_counts(levels, targets)
+        else:   # no closed form: ComfyUI's own schedules, at most EXACT_MAX_TOTAL steps long
+            uniq, inverse = torch.unique(total.clamp(max=EXACT_MAX_TOTAL), sorted=True, return_inverse=True)
+            b = _free_counts_lazy(uniq.tolist(), targets.tolist(), sigma_start, check)
         b = torch.cummax(b, dim=0).values
         first = torch.searchsorted(b, inverse.flatten(), right=True).reshape(inverse.shape)
         k[partial] = first.to(torch.float64)
@@ -137,16 +158,22 @@ def start_steps_denoise(g: torch.Tensor, sigmas: Sequence[float], sigma_start: C
     return _finish(k, gd, n_steps)
 
 
-def _checked_levels(fast: torch.Tensor, uniq: torch.Tensor, targets: torch.Tensor, sigma_start) -> torch.Tensor:
-    """Closed-form levels, with those within :data:`LEVEL_CHECK_RTOL` of a boundary recomputed exactly."""
+def _checked_levels(fast: torch.Tensor, uniq: torch.Tensor, targets: torch.Tensor, sigma_start,
+                    check: Callable[[], None] | None = None) -> torch.Tensor:
+    """Closed-form levels, with those within :data:`LEVEL_CHECK_RTOL` of a boundary recomputed exactly (``M`` up to
+    :data:`EXACT_MAX_TOTAL`, within :data:`EXACT_BUDGET`; non-finite levels always: ``uniq`` is ascending)."""
     lv = fast.to("cpu", torch.float64).flatten().clone()
     ascending = torch.sort(targets).values
     pos = torch.searchsorted(ascending, lv).clamp(1, max(int(ascending.numel()) - 1, 1))
     lo = ascending[pos - 1]
     hi = ascending[pos.clamp(max=int(ascending.numel()) - 1)]
     gap = torch.minimum((lv / lo - 1.0).abs(), (lv / hi - 1.0).abs())
-    near = (gap < LEVEL_CHECK_RTOL) | ~torch.isfinite(lv)
-    for j in near.nonzero().flatten().tolist():
+    totals = uniq.flatten().cpu()
+    near = (gap < LEVEL_CHECK_RTOL) & (totals <= EXACT_MAX_TOTAL)
+    near &= torch.cumsum(torch.where(near, totals, torch.zeros_like(totals)), 0) <= EXACT_BUDGET   # smallest M first
+    for j in (near | ~torch.isfinite(lv)).nonzero().flatten().tolist():
+        if check is not None:
+            check()
         lv[j] = float(sigma_start(int(uniq[j])))
     return lv
 
@@ -167,13 +194,15 @@ def _free_counts(levels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return lo
 
 
-def _free_counts_lazy(uniq: list, targets: list, sigma_start) -> torch.Tensor:
+def _free_counts_lazy(uniq: list, targets: list, sigma_start, check: Callable[[], None] | None = None) -> torch.Tensor:
     """How many of the distinct ``M`` (smallest first) are free at each step, asking ``sigma_start`` lazily."""
     memo: dict[int, float] = {}
 
     def level(j: int) -> float:
         m = uniq[j]
         if m not in memo:
+            if check is not None:
+                check()
             memo[m] = float(sigma_start(m))
         return memo[m]
 
@@ -188,21 +217,20 @@ def _free_counts_lazy(uniq: list, targets: list, sigma_start) -> torch.Tensor:
                 hi = mid
         bounds.append(lo)
     return torch.tensor(bounds, dtype=torch.int64)
-
-
 def step_thresholds(n_steps: int) -> torch.Tensor:
     """``step`` mode's boundaries: the smallest map value free at step ``i`` is ``(N - i) / N``."""
     return (n_steps - torch.arange(n_steps, dtype=torch.float64)) / max(n_steps, 1)
 
 
 def thresholds_by_bisection(start_fn: Callable[[torch.Tensor], torch.Tensor], n_steps: int,
-                            iterations: int = 30, floor: float = 2.0 ** -10) -> torch.Tensor:
+                            iterations: int = 30, floor: float = 2.0 ** -10,
+                            check: Callable[[], None] | None = None) -> torch.Tensor:
     """The smallest map value free at each step, for any monotone ``start_fn(g) -> start steps``.
 
     All ``N`` boundaries are bisected together (``iterations`` calls of ``start_fn`` on ``N``
     values, float64) between ``floor`` and 1: a step that ``g = floor`` already reaches gets
     ``floor`` (``denoise`` mode would otherwise ask for schedules of ``N / g`` steps as ``g -> 0``),
-    a step that even ``g = 1`` does not reach gets ``inf``.
+    a step that even ``g = 1`` does not reach gets ``inf``. ``check`` is called before every iteration.
     """
     idx = torch.arange(n_steps, dtype=torch.float64)
     lo = torch.full((n_steps,), float(floor), dtype=torch.float64)
@@ -210,6 +238,8 @@ def thresholds_by_bisection(start_fn: Callable[[torch.Tensor], torch.Tensor], n_
     reachable = start_fn(hi.clone()).to(torch.float64).cpu() <= idx
     hi = torch.where(start_fn(lo.clone()).to(torch.float64).cpu() <= idx, lo, hi)
     for _ in range(iterations):
+        if check is not None:
+            check()
         mid = (lo + hi) / 2
         free = start_fn(mid).to(torch.float64).cpu() <= idx
         hi = torch.where(free, mid, hi)

@@ -54,7 +54,20 @@ def as_latent(latent, input_name: str = "latent_image", dims: tuple[int, ...] = 
         raise InputError(input_name, kinds, describe(samples))
     if not bool(torch.isfinite(samples).all()):
         raise InputError(input_name, "finite latent values", "NaN or infinite values")
+    check_noise_mask(latent, input_name)
     return samples
+
+
+def check_noise_mask(latent: dict, input_name: str = "latent_image"):
+    """A LATENT's ``noise_mask`` (Set Latent Noise Mask, inpainting), when it has one: a non-empty tensor of finite
+    values. NaN has no reading as "how much may change" (a sampler would silently ignore or spread it)."""
+    mask = latent.get("noise_mask")
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.numel() == 0:
+        raise InputError(input_name, "a noise_mask that is a non-empty MASK", describe(mask))
+    if not bool(torch.isfinite(mask).all()):
+        raise InputError(input_name, "a noise_mask of finite values in 0..1", "a noise_mask with NaN or infinite values")
 
 
 def check_conditioning(cond, input_name: str, optional: bool = False):

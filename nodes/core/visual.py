@@ -7,13 +7,14 @@ Pure torch + numpy + Pillow; nothing here imports ComfyUI.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image, ImageDraw, ImageFont
 
-from .diffedit_math import grow
+from .maps import grow
 from .errors import InputError
 
 NEVER_COLOUR = (0.0, 0.0, 0.0)
@@ -135,32 +136,107 @@ def _fit_font(text_items: list[str], width: int, size: int):
         size -= 1
 
 
+#: the schedule picture's panels are at most this many pixels on their longer side (cells get fewer pixels, down
+#: to 1; a latent grid longer than this is shown shrunk, one pixel per sampled cell)
+PREVIEW_MAX_SIDE = 2048
+#: the Schedule Preview's pictures together hold at most this many pixels (about 400 MB as an IMAGE); a larger
+#: batch of maps is previewed for its first maps only (:func:`schedule_images_fitting`)
+PREVIEW_MAX_PIXELS = 2 ** 25
+
+
+def schedule_cell(h: int, w: int, scale: int = 8, min_panel: int = 256) -> int:
+    """Pixels per latent cell of a schedule picture for an ``h x w`` latent grid: ``scale``, more for narrow grids
+    (a panel at least ``min_panel`` px wide), but never so many that a panel's longer side passes
+    :data:`PREVIEW_MAX_SIDE` (at least 1; 0 when even 1 px per cell is too many: the grid is then shrunk)."""
+    h, w = max(int(h), 1), max(int(w), 1)
+    wanted = max(int(scale), -(-int(min_panel) // w))
+    if max(h, w) > PREVIEW_MAX_SIDE:
+        return 0
+    return min(wanted, PREVIEW_MAX_SIDE // max(h, w))
+
+
+def _panel_size(h: int, w: int, scale: int, min_panel: int) -> tuple[int, int, int]:
+    """``(height, width, canvas width)`` in pixels of one panel's cells and of the column they sit in."""
+    cell = schedule_cell(h, w, scale, min_panel)
+    if cell == 0:
+        f = PREVIEW_MAX_SIDE / max(h, w)
+        ph, pw = max(1, round(h * f)), max(1, round(w * f))
+    else:
+        ph, pw = h * cell, w * cell
+    return ph, pw, max(pw, int(min_panel))
+
+
+def _strip_height(panel_width: int) -> int:
+    """Height of the header's and the legend's text strips over a panel ``panel_width`` px wide."""
+    return int(schedule_text_size(panel_width) * 1.7) + 2
+
+
+def schedule_image_size(h: int, w: int, scale: int = 8, min_panel: int = 256) -> tuple[int, int]:
+    """:func:`schedule_image`'s ``(height, width)`` for an ``h x w`` latent grid, without drawing it."""
+    ph, _, canvas = _panel_size(h, w, scale, min_panel)
+    strip = _strip_height(canvas)
+    cell = schedule_cell(h, w, scale, min_panel)
+    return ph + 2 * strip + max(6, strip // 2), 2 * canvas + max(4, cell // 2)
+
+
+def schedule_images_fitting(count: int, h: int, w: int, scale: int = 8, min_panel: int = 256) -> int:
+    """How many of ``count`` schedule pictures of an ``h x w`` grid fit :data:`PREVIEW_MAX_PIXELS` (at least 1)."""
+    height, width = schedule_image_size(h, w, scale, min_panel)
+    return max(1, min(int(count), PREVIEW_MAX_PIXELS // max(height * width, 1)))
+
+
+def _cells(panel: torch.Tensor, cell: int, ph: int, pw: int) -> np.ndarray:
+    """``(h,w,3)`` colours as a ``(ph,pw,3)`` 8-bit picture: ``cell`` px squares whose top row and left column are a
+    grid line (blended towards grey; twice where the lines cross), or shrunk (``cell`` 0). The colours are put in
+    8 bits per cell, then repeated, so the big picture is only ever made in bytes."""
+    def u8(t: torch.Tensor) -> torch.Tensor:
+        return (t * 255 + 0.5).to(torch.uint8)
+
+    if cell == 0:   # more cells than pixels: the cell under each pixel's centre
+        rows = ((torch.arange(ph) + 0.5) * panel.shape[0] / ph).long().clamp(max=panel.shape[0] - 1)
+        cols = ((torch.arange(pw) + 0.5) * panel.shape[1] / pw).long().clamp(max=panel.shape[1] - 1)
+        return u8(panel[rows][:, cols]).numpy()
+    big = u8(panel).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
+    if cell >= 4:
+        line = panel * 0.6 + 0.4 * 0.5
+        big[::cell, :, :] = u8(line).repeat_interleave(cell, 1)
+        down = u8(line).repeat_interleave(cell, 0)
+        down[::cell] = u8(line * 0.6 + 0.4 * 0.5)
+        big[:, ::cell, :] = down
+    return big.numpy()
+
+
 def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, scale: int = 8,
-                   min_panel: int = 256) -> torch.Tensor:
+                   min_panel: int = 256, check: Callable[[], None] | None = None) -> torch.Tensor:
     """Two panels at latent resolution (each latent cell ``scale`` px, with a grid): the start step
     of every cell and its effective strength (free steps / N), under a header naming them and over a
     legend of their colours (start steps first to last, black = never; strength 0 to 1) →
     ``(1, header + H + legend, 2W + gap, 3)``. Small grids get larger cells, so a panel is at least
-    ``min_panel`` px wide and its text stays readable."""
-    scale = max(int(scale), -(-int(min_panel) // max(int(start.shape[-1]), 1)))
+    ``min_panel`` px wide and its text stays readable; the cells of a panel take at most
+    :data:`PREVIEW_MAX_SIDE` px on its longer side (:func:`schedule_cell`; a narrower panel is padded white to
+    ``min_panel``), so the picture is :func:`schedule_image_size` whatever the grid and the texts. ``check`` is
+    called between the stages of drawing (ComfyUI's interrupt check, from the node)."""
+    check = check or (lambda: None)
+    h, w = int(start.shape[-2]), int(start.shape[-1])
+    cell = schedule_cell(h, w, scale, min_panel)
+    ph, cells_w, pw = _panel_size(h, w, scale, min_panel)
     left = step_colours(start, n_steps)
     right = effective.clamp(0, 1).unsqueeze(-1).expand(*effective.shape, 3)
     panels = []
     for panel in (left, right):
-        big = panel.repeat_interleave(scale, 0).repeat_interleave(scale, 1).clone()
-        if scale >= 4:
-            big[::scale, :, :] = big[::scale, :, :] * 0.6 + 0.4 * 0.5
-            big[:, ::scale, :] = big[:, ::scale, :] * 0.6 + 0.4 * 0.5
+        check()
+        big = _cells(panel, cell, ph, cells_w)
+        if pw > cells_w:   # a tall, narrow grid: room for the header and legend beside its cells
+            big = np.concatenate([big, np.full((ph, pw - cells_w, 3), 255, np.uint8)], axis=1)
         panels.append(big)
-    pw = panels[0].shape[1]
-    gap_w = max(4, scale // 2)
+    gap_w = max(4, cell // 2)
     firsts = start[torch.isfinite(start)]
     first = int(firsts.min()) if firsts.numel() else None
     head_left = f"start step of {n_steps}" + (f", first {first}" if first is not None else ", none changes")
     head_right = f"strength, mean {float(effective.mean()):.2f}"
     font, size = _fit_font([head_left], pw, schedule_text_size(pw))
     font_r, size_r = _fit_font([head_right], pw, size)
-    strip = int(min(size, size_r) * 1.7) + 2
+    strip = _strip_height(pw)   # the same for every picture of a batch, whatever font size its texts fit in
     header = [_text_strip(pw, strip, [(0.0, "l", head_left)], font), _text_strip(pw, strip, [(0.0, "l", head_right)], font_r)]
 
     # legends: a colour bar (the ramp from the first step to the last, then a black "never" swatch) and a grey bar
@@ -178,13 +254,14 @@ def schedule_image(start: torch.Tensor, effective: torch.Tensor, n_steps: int, s
                               (grey, [(0.0, "l", "0 (kept)"), (1.0, "r", "1 (full)")], font)):
         bar_px = (colours.unsqueeze(0).expand(bar, pw, 3).numpy() * 255 + 0.5).astype(np.uint8)
         legends.append(np.concatenate([bar_px, _text_strip(pw, strip, texts, f)]))
+    check()
     columns = []
     for head, panel, legend in zip(header, panels, legends):
-        picture = (panel.numpy() * 255 + 0.5).astype(np.uint8)
-        columns.append(np.concatenate([head, picture, legend]))
+        columns.append(np.concatenate([head, panel, legend]))
     gap = np.full((columns[0].shape[0], gap_w, 3), 255, np.uint8)
-    out = np.concatenate([columns[0], gap, columns[1]], axis=1).astype(np.float32) / 255.0
-    return torch.from_numpy(out).unsqueeze(0).contiguous()
+    check()
+    out = torch.from_numpy(np.concatenate([columns[0], gap, columns[1]], axis=1)).to(torch.float32).div_(255.0)
+    return out.unsqueeze(0)
 
 
 def heat_preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
