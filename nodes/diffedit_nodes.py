@@ -98,11 +98,9 @@ class DiffEditMask(io.ComfyNode):
             scale = pixels_per_cell(model)   # the picture's size when none is connected
             size = (samples.shape[-2] * scale, samples.shape[-1] * scale)
         diff = diffedit_sampling.estimate_heat(model, query, reference, latent, strength, n, seed, cfg, negative, batch_size)
-        if diff.ndim == 4:   # video (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
-            heat, mask = core.video_heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth,
-                                                  grow, temporal_smooth)
-        else:
-            heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow)
+        # a video's diff is (B,T,h,w): one heat and mask per latent frame, (B*T,H,W)
+        heat, mask = core.heat_and_mask(diff, size, threshold_method, threshold, clamp_ratio, percentile, smooth, grow,
+                                        temporal_smooth)
         if base is not None:
             base = maps_core.match_batch(base, heat.shape[0], "image")
         shown = visual.heat_preview(heat, mask, base)

@@ -74,7 +74,7 @@ def test_canvas_from_numbers_image_or_mask(C, Err):
     assert C.canvas(8, 4, 2, None) == (2, 4, 8)
     assert C.canvas(8, 4, 2, torch.zeros(3, 5, 6, 3)) == (3, 5, 6)
     assert C.canvas(8, 4, 2, torch.zeros(1, 7, 9)) == (1, 7, 9)
-    with pytest.raises(Err, match="input 'width' expected a whole number of at least 1"):
+    with pytest.raises(Err, match="input 'width' expected a whole number >= 1"):
         C.canvas(0, 4, 1, None)
     with pytest.raises(Err, match="input 'reference'"):
         C.canvas(8, 4, 1, torch.full((1, 4, 4), float("nan")))

@@ -21,10 +21,10 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, describe
+from .errors import InputError
 from .maps import apply_polarity, as_maps, blur_maps, match_batch, read_change_map, resize_maps
 from .pixels import as_images
-from .validate import check_choice, check_number
+from .validate import check_choice, check_integer, check_number
 
 #: ``curve(t)`` for t in 0..1; every curve maps 0 -> 0 and 1 -> 1 and is non-decreasing.
 CURVES = {
@@ -102,8 +102,7 @@ def canvas(width: int, height: int, batch: int, reference) -> tuple[int, int, in
         ref = as_maps(reference, "reference")
         return int(ref.shape[0]), int(ref.shape[1]), int(ref.shape[2])
     for value, name in ((width, "width"), (height, "height"), (batch, "batch_size")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(name, "a whole number of at least 1", describe(value))
+        check_integer(value, name, 1)
     pixels = int(width) * int(height) * int(batch)
     if pixels > MAX_MAP_PIXELS:
         raise InputError("batch_size" if batch > 1 else "width",
@@ -304,8 +303,7 @@ def feather(mask, radius: int, floor: float = 0.0, mode: str = "both") -> torch.
     every non-zero mask pixel keeps ``F = 0``, i.e. exactly ``floor``.
     """
     maps = as_maps(mask, "mask")
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise InputError("radius", "a whole number of pixels >= 0", describe(radius))
+    check_integer(radius, "radius", 0, what="pixels")
     floor = check_number(floor, "floor", 0.0, 1.0)
     check_choice(mode, FEATHER_MODES, "mode")
     blurred = blur_maps(maps, radius)
@@ -410,8 +408,7 @@ def combine(map_a, map_b, operation: str, factor: float = 0.5) -> torch.Tensor:
 def quantize(change_map, levels: int) -> torch.Tensor:
     """``floor(m (N - 1) + 0.5) / (N - 1)`` with ``N = levels``: 0, 1/(N-1), ..., 1 (halves round up)."""
     m = as_maps(change_map, "change_map")
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise InputError("levels", "a whole number of levels >= 2", describe(levels))
+    check_integer(levels, "levels", 2, what="levels")
     n = float(levels - 1)
     return (torch.floor(m * n + 0.5) / n).clamp(0.0, 1.0)
 

@@ -177,20 +177,28 @@ def thresholds(heat: torch.Tensor, method: str, threshold: float = 0.5, percenti
 
 
 def heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "rescale", threshold: float = 0.5,
-                  ratio: float = 3.0, percentile: float = 0.8, smooth: float = 0.0,
-                  grow_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw latent-grid differences ``(B,h,w)`` → soft heat and binary mask at ``size`` (both ``(B,H,W)``).
+                  ratio: float = 3.0, percentile: float = 0.8, smooth: float = 0.0, grow_pixels: int = 0,
+                  temporal: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw latent-grid differences → soft heat and binary mask at ``size``.
 
-    The differences are resampled to ``size`` (bilinear when enlarging, area when shrinking; never
-    clamped, so the mask does not depend on latent units or output size), optionally Gaussian-smoothed
-    (``smooth`` px radius), normalised by ``method``, thresholded, then grown or shrunk by ``grow_pixels``.
+    ``diff``: ``(B,h,w)`` for pictures, ``(B,T,h,w)`` for videos (every frame from the same noise draws); the
+    heat and mask are ``(B*T,H,W)``, sample-major as ComfyUI lays out the frames of a video batch (``T = 1``:
+    ``(B,H,W)``). A picture is a video of one frame: ``temporal`` > 0 first smooths the differences along the
+    frames (:func:`smooth_frames`). Each frame is resampled to ``size`` (bilinear when enlarging, area when
+    shrinking; never clamped, so the mask does not depend on latent units or output size) and optionally
+    Gaussian-smoothed (``smooth`` px radius); normalisation by ``method`` and the threshold act on all frames of
+    a sample together (a frame the prompts agree on stays dark); the mask is then grown or shrunk by
+    ``grow_pixels``.
     """
-    d = resample(diff.to(torch.float32), size)
+    frames = smooth_frames(diff.to(torch.float32), temporal) if diff.ndim == 4 else diff.to(torch.float32).unsqueeze(1)
+    b, t = frames.shape[:2]
+    d = resample(frames.reshape(b * t, *frames.shape[2:]), size)
     if smooth > 0:
         d = blur_maps(d, int(round(smooth)))
-    heat = normalize(d, method, ratio)
-    mask = cut(heat, method, threshold, percentile)
-    return heat.contiguous(), grow(mask, grow_pixels).contiguous()
+    h, w = d.shape[-2:]
+    heat = normalize(d.reshape(b, t * h, w), method, ratio)
+    mask = cut(heat, method, threshold, percentile).reshape(b * t, h, w)
+    return heat.reshape(b * t, h, w).contiguous(), grow(mask, grow_pixels).contiguous()
 
 
 def smooth_frames(diff: torch.Tensor, radius: int) -> torch.Tensor:
@@ -207,28 +215,6 @@ def smooth_frames(diff: torch.Tensor, radius: int) -> torch.Tensor:
     seq = torch.nn.functional.pad(seq, (r, r), mode="replicate")
     out = torch.nn.functional.conv1d(seq, w)
     return out.reshape(b, *diff.shape[2:], t).permute(0, 3, 1, 2).contiguous()
-
-
-def video_heat_and_mask(diff: torch.Tensor, size: tuple[int, int], method: str = "rescale", threshold: float = 0.5,
-                        ratio: float = 3.0, percentile: float = 0.8, smooth: float = 0.0, grow_pixels: int = 0,
-                        temporal: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Video differences ``(B,T,h,w)`` → heat and mask per frame, ``(B*T,H,W)`` (sample-major, as ComfyUI
-    lays out the frames of a video batch).
-
-    Every frame's heat comes from the same noise draws. ``temporal`` > 0 first smooths the differences
-    along the frames (:func:`smooth_frames`). Spatial enlargement, ``smooth`` and ``grow_pixels`` act per
-    frame as in :func:`heat_and_mask`; normalisation and the threshold act on all frames of a video together,
-    so a frame the prompts agree on stays dark. With ``T == 1`` this is :func:`heat_and_mask`.
-    """
-    b, t = diff.shape[:2]
-    d = smooth_frames(diff.to(torch.float32), temporal).reshape(b * t, *diff.shape[2:])
-    d = resample(d, size)
-    if smooth > 0:
-        d = blur_maps(d, int(round(smooth)))
-    h, w = d.shape[-2:]
-    heat = normalize(d.reshape(b, t * h, w), method, ratio)
-    mask = cut(heat, method, threshold, percentile).reshape(b * t, h, w)
-    return heat.reshape(b * t, h, w).contiguous(), grow(mask, grow_pixels).contiguous()
 
 
 # -- deterministic inversion arithmetic ---------------------------------------------------------------

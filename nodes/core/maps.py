@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError, describe
+from .validate import check_integer
 
 
 def as_maps(mask, input_name: str) -> torch.Tensor:
@@ -155,8 +156,7 @@ def grow(maps: torch.Tensor, pixels: int) -> torch.Tensor:
     The one grow of the pack: DiffEdit Mask's ``grow``, Change Map from Edit's ``grow`` and the mask outline of
     the heat preview.
     """
-    if isinstance(pixels, bool) or not isinstance(pixels, int):
-        raise InputError("grow", "a whole number of pixels", describe(pixels))
+    check_integer(pixels, "grow", what="pixels")
     if pixels == 0:
         return maps
     largest = pixels > 0

@@ -58,6 +58,7 @@ import torch
 from .errors import InputError, describe
 from .maps import blur_maps, match_batch, read_change_map, resize_maps
 from .pixels import as_images
+from .validate import check_integer
 
 ZERO = 0.5 / 255.0
 CONTOUR = 1e-3
@@ -78,8 +79,7 @@ def realized_change(original, result, size: tuple[int, int], smooth: int = 0) ->
     if orig.shape[1:] != res.shape[1:]:
         raise InputError("result", f"an IMAGE of the original's size and colour channels "
                              f"{tuple(orig.shape[1:])}", f"{tuple(res.shape[1:])}")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 0:
-        raise InputError("smooth", "a whole number of pixels >= 0", describe(smooth))
+    check_integer(smooth, "smooth", 0, what="pixels")
     batch = max(orig.shape[0], res.shape[0])
     orig = match_batch(orig, batch, "original", "result's batch")
     res = match_batch(res, batch, "result", "original's batch")

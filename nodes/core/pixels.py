@@ -9,6 +9,7 @@ import torch
 
 from .errors import InputError, describe
 from .maps import blur_maps, match_batch, resize_maps
+from .validate import check_number
 
 
 #: the channel counts an IMAGE may have: 1 = grey, 3 = RGB, 4 = RGBA (every node reads grey as R = G = B
@@ -90,10 +91,9 @@ def composite(original, edited, maps: torch.Tensor, blend: str, feather: int,
     elif blend != "map":
         raise InputError("blend", "'map' or 'changed'", repr(blend))
     w = feather_weights(weights, feather)
-    for value, name, hi in ((difference_threshold, "difference_threshold", None),
-                            (difference_contrast, "difference_contrast", None), (mask_influence, "mask_influence", 1.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or (hi and value > hi):
-            raise InputError(name, f"a number in [0, {hi or 'inf'}]", repr(value))
+    check_number(difference_threshold, "difference_threshold", 0.0)
+    check_number(difference_contrast, "difference_contrast", 0.0)
+    check_number(mask_influence, "mask_influence", 0.0, 1.0)
     if difference_threshold > 0:
         d = torch.linalg.vector_norm(edit - orig, dim=-1)
         w = w * adaptive_weights(d, raw, float(difference_threshold), float(difference_contrast),

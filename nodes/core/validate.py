@@ -29,12 +29,15 @@ def check_number(value, input_name: str, lo: float | None = None, hi: float | No
     return float(value)
 
 
-def check_integer(value, input_name: str, lo: int | None = None, hi: int | None = None) -> int:
-    """An integer (not a bool) in ``[lo, hi]``; returns it."""
+def check_integer(value, input_name: str, lo: int | None = None, hi: int | None = None, what: str = "") -> int:
+    """A whole number (an int, not a bool) in ``[lo, hi]``; returns it. ``what``: the unit in the message ("pixels")."""
+    bound = ("" if lo is None and hi is None else f" in [{lo}, {hi}]" if lo is not None and hi is not None
+             else f" >= {lo}" if lo is not None else f" <= {hi}")
+    expected = f"a whole number{f' of {what}' if what else ''}{bound}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(input_name, "an integer", describe(value))
+        raise InputError(input_name, expected, describe(value))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise InputError(input_name, f"an integer in {_span(lo, hi)}", repr(value))
+        raise InputError(input_name, expected, repr(value))
     return value
 
 
