@@ -67,9 +67,28 @@ class Holder:
     heat: torch.Tensor | None = None
 
 
+#: the guider's keys of the distinct conditionings of a heat estimation, in order (then ``cond_2``, ``cond_3``, ...):
+#: a single pair is the query as ``positive`` and the reference as ``negative``, as a CFGGuider is given them (the
+#: key is the ``prompt_type`` a model's extra conds see: the SDXL refiner scores a ``negative`` lower)
+COND_KEYS = ("positive", "negative")
+UNCOND_KEY = "uncond"
+
+
+def cond_key(j: int) -> str:
+    return COND_KEYS[j] if j < len(COND_KEYS) else f"cond_{j}"
+
+
 class HeatSampler(comfy.samplers.Sampler):
-    def __init__(self, n: int, seed: int, batch_size: int, cfg: float, holder: Holder):
+    """Mean |x0(query) - x0(reference)| of ``pairs`` (index pairs into the guider's conds ``keys``) over ``n`` draws.
+
+    Every distinct conditioning is evaluated once per draw, all of them on the same noise draws, through
+    ``calc_cond_batch`` in chunks of ``batch_size`` evaluations; the uncond (cfg != 1) is the last key.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int, cfg: float, holder: Holder, keys=COND_KEYS,
+                 pairs=((0, 1),)):
         self.n, self.seed, self.batch_size, self.cfg, self.holder = int(n), int(seed), int(batch_size), float(cfg), holder
+        self.keys, self.pairs = tuple(keys), tuple(pairs)
 
     def _auto_batch(self, inner, latent, per_draw: int) -> int:
         free = comfy.model_management.get_free_memory(latent.device)
@@ -83,15 +102,16 @@ class HeatSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         inner = model_wrap.inner_model
         options = extra_args["model_options"]
-        conds = [model_wrap.conds["positive"], model_wrap.conds["negative"]]
+        conds = [model_wrap.conds[key] for key in self.keys]
         if self.cfg != 1.0:
-            conds.append(model_wrap.conds["uncond"])
+            conds.append(model_wrap.conds[UNCOND_KEY])
         per_draw = len(conds)
+        used = sorted({j for pair in self.pairs for j in pair})
         batch = self.batch_size if self.batch_size > 0 else self._auto_batch(inner, latent_image, per_draw)
         per_call, separate = core.draws_per_call(batch, per_draw, self.n)
         b = latent_image.shape[0]
         sigma = sigmas[0]
-        total = torch.zeros((b, *latent_image.shape[2:]), dtype=torch.float32, device=latent_image.device)
+        total = torch.zeros((len(self.pairs), b, *latent_image.shape[2:]), dtype=torch.float32, device=latent_image.device)
         pbar = comfy.utils.ProgressBar(self.n)
         console = tqdm(total=self.n, disable=disable_pbar, desc="DiffEdit Mask")
         for start, stop in core.chunks(self.n, per_call):
@@ -105,17 +125,61 @@ class HeatSampler(comfy.samplers.Sampler):
                 preds = [comfy.samplers.calc_cond_batch(inner, [c], x, s, options)[0] for c in conds]
             else:
                 preds = comfy.samplers.calc_cond_batch(inner, conds, x, s, options)
-            query, reference = preds[0], preds[1]
-            if self.cfg != 1.0:
-                query = comfy.samplers.cfg_function(inner, preds[0], preds[2], self.cfg, x, s, options, conds[0], conds[2])
-                reference = comfy.samplers.cfg_function(inner, preds[1], preds[2], self.cfg, x, s, options, conds[1], conds[2])
-            diff = (query - reference).abs().float().mean(dim=1)
-            total += diff.reshape(k, b, *diff.shape[1:]).sum(0)
+            guided = list(preds)
+            if self.cfg != 1.0:   # each distinct conditioning guided once against the shared uncond
+                u = len(conds) - 1
+                for j in used:
+                    guided[j] = comfy.samplers.cfg_function(inner, preds[j], preds[u], self.cfg, x, s, options, conds[j],
+                                                            conds[u])
+            for i, (q, r) in enumerate(self.pairs):
+                diff = (guided[q] - guided[r]).abs().float().mean(dim=1)
+                total[i] += diff.reshape(k, b, *diff.shape[1:]).sum(0)
             pbar.update(k)
             console.update(k)
         console.close()
         self.holder.heat = (total / self.n).cpu()
         return latent_image
+
+
+def estimate_heats(model, pairs, latent: dict, strength: float, n: int, seed: int, cfg: float = 1.0, negative=None,
+                   batch_size: int = 0) -> torch.Tensor:
+    """:func:`estimate_heat` of several ``(query, reference)`` pairs in one estimation: ``(k, B, h, w)`` (or
+    ``(k, B, T, h, w)``).
+
+    One set of model calls for all pairs: the same ``n`` noise draws for every pair, and every distinct
+    conditioning (by identity: a reference several pairs share is evaluated once per draw) goes through
+    ``calc_cond_batch`` with the others, ``batch_size`` evaluations per call. A reference of ``None`` is the
+    pair's query zeroed out. One pair is exactly :func:`estimate_heat`.
+    """
+    if n < 1:
+        raise InputError("n", "at least 1 noise draw", repr(n))
+    latent = fitted_latent(model, latent)
+    sigma = noise_level(model, strength)
+    distinct, zeroed, index = [], {}, []
+
+    def slot(cond) -> int:
+        for j, known in enumerate(distinct):
+            if known is cond:
+                return j
+        distinct.append(cond)
+        return len(distinct) - 1
+
+    for query, reference in pairs:
+        if reference is None:
+            reference = zeroed.setdefault(id(query), zero_out(query))
+        index.append((slot(query), slot(reference)))
+    keys = [cond_key(j) for j in range(len(distinct))]
+    conds = dict(zip(keys, distinct))
+    if cfg != 1.0:
+        conds[UNCOND_KEY] = negative if negative is not None else zero_out(pairs[0][0])
+    holder = Holder()
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds(conds)
+    sampler = HeatSampler(n, seed, batch_size, cfg, holder, keys, index)
+    sigmas = torch.tensor([sigma, 0.0], dtype=torch.float32)
+    guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                  seed=seed)
+    return holder.heat
 
 
 def estimate_heat(model, query, reference, latent: dict, strength: float, n: int, seed: int,
@@ -126,21 +190,7 @@ def estimate_heat(model, query, reference, latent: dict, strength: float, n: int
     An empty latent of the wrong channel count or dimensions (e.g. ``EmptySD3LatentImage`` for Qwen-Image)
     is fixed the way KSampler fixes it (``latent``: the LATENT dict).
     """
-    if n < 1:
-        raise InputError("n", "at least 1 noise draw", repr(n))
-    latent = fitted_latent(model, latent)
-    sigma = noise_level(model, strength)
-    holder = Holder()
-    guider = comfy.samplers.CFGGuider(model)
-    conds = {"positive": query, "negative": reference if reference is not None else zero_out(query)}
-    if cfg != 1.0:
-        conds["uncond"] = negative if negative is not None else zero_out(query)
-    guider.inner_set_conds(conds)
-    sampler = HeatSampler(n, seed, batch_size, cfg, holder)
-    sigmas = torch.tensor([sigma, 0.0], dtype=torch.float32)
-    guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                  seed=seed)
-    return holder.heat
+    return estimate_heats(model, [(query, reference)], latent, strength, n, seed, cfg, negative, batch_size)[0]
 
 
 class DiffEditSampler(comfy.samplers.Sampler):

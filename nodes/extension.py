@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import diffedit_nodes, edit_nodes, examples, map_nodes, metrics_nodes, sampler_nodes, visual_nodes
+from . import (diffedit_nodes, edit_nodes, examples, map_nodes, metrics_nodes, sampler_nodes, several_edits_nodes,
+               visual_nodes)
 
 
 def node_list() -> list[type[io.ComfyNode]]:
-    return [*sampler_nodes.NODES, *diffedit_nodes.NODES, *map_nodes.NODES, *metrics_nodes.NODES, *visual_nodes.NODES,
-            *edit_nodes.NODES]
+    return [*sampler_nodes.NODES, *diffedit_nodes.NODES, *several_edits_nodes.NODES, *map_nodes.NODES,
+            *metrics_nodes.NODES, *visual_nodes.NODES, *edit_nodes.NODES]
 
 
 class DifferentialEditExtension(ComfyExtension):

@@ -44,6 +44,8 @@ def values(comfy, cw, world):
         "MASK": lambda: level_map(),
         "IMAGE": lambda: world.decode(world.latent(0)),
         "VAE": lambda: AnalyticVAE(world),
+        "DDE_EDIT_CONCEPTS": lambda: comfy.module("nodes.several_edits").chain(
+            None, cw.conditioning(world, world.query_id(0)), cw.conditioning(world, world.reference_id(0))),
     }
 
 

@@ -111,7 +111,8 @@ def test_wrappers_build_the_step_mask_on_the_device_of_what_they_meet(comfy):
 # -- search words ---------------------------------------------------------------------------------
 
 MAIN_WORDS = {"DDE_DifferentialKSampler": "soft inpainting", "DDE_DiffEditMask": "auto mask",
-              "DDE_ApplyChangeMap": "variable denoise", "DDE_ChangeMapFromEdit": "edit composite"}
+              "DDE_ApplyChangeMap": "variable denoise", "DDE_ChangeMapFromEdit": "edit composite",
+              "DDE_DiffEditMasks": "several edits", "DDE_EditConcept": "multiple edits"}
 
 
 def test_main_nodes_carry_search_words_where_comfyui_has_them(comfy):

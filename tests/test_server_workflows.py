@@ -19,7 +19,7 @@ NAMES = sorted(ui2api.TITLES)
 SIZE = 64   # the uploaded inputs
 #: nodes that report sampling progress on the websocket
 SAMPLING = {"DDE_DifferentialKSampler", "DDE_DifferentialKSamplerAdvanced", "DDE_DiffEditEdit", "DDE_DiffEditMask",
-            "DDE_StrengthFan"}
+            "DDE_DiffEditMasks", "DDE_StrengthFan"}
 
 
 def corners(n):
@@ -109,11 +109,11 @@ def saved_images(server, prompt, history):
     return out
 
 
-def test_the_workflows_are_the_nine_use_cases():
+def test_the_workflows_are_the_ten_use_cases():
     assert sorted(ui2api.workflow_files()) == sorted(ui2api.workflow_path(n) for n in NAMES)
     assert set(NAMES) == {"soft_inpainting_gradient", "diffedit_mask_edit", "diffedit_semantic_differential",
                           "strength_fan", "depth_change_map", "sdxl_base_refiner_split", "flow_model_sd3",
-                          "edit_change_map", "few_step_fractional"}
+                          "edit_change_map", "few_step_fractional", "several_edits"}
 
 
 def test_edit_change_map_workflow_keeps_only_what_the_editor_changed(server, runs):
@@ -175,7 +175,7 @@ def test_pixels_the_change_map_keeps_come_back_exactly(server, runs, name):
         assert diff[~keep].max() > 8, f"{name}: nothing changed outside the kept region"
 
 
-@pytest.mark.parametrize("name", ["diffedit_mask_edit", "diffedit_semantic_differential"])
+@pytest.mark.parametrize("name", ["diffedit_mask_edit", "diffedit_semantic_differential", "several_edits"])
 def test_diffedit_workflows_change_part_of_the_picture_and_keep_the_rest(server, runs, name):
     # the masks come from a random tiny UNet: where they fall is arbitrary, but the composite must
     # give back the original exactly wherever the map is 0 and change the rest

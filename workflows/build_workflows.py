@@ -321,6 +321,48 @@ def few_step_fractional():
     return {"nodes": n, "links": l}
 
 
+def several_edits():
+    """Several edits in one pass: Edit Concept x 2 -> DiffEdit Masks (several edits) -> Differential KSampler."""
+    n = [N("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 100], ckpt_name=SD15),
+         N("img", "LoadImage", [0, 160], [320, 340], title="Load picture to edit", image=SCENE),
+         N("ref", "CLIPTextEncode", [360, 0], [400, 110], title="Reference prompt (what the picture shows)",
+           text="a red ball on a grassy field under a blue sky"),
+         N("e1", "CLIPTextEncode", [360, 150], [400, 110], title="Edit 1 prompt", text=QUERY),
+         N("e2", "CLIPTextEncode", [360, 300], [400, 110], title="Edit 2 prompt",
+           text="a red ball on a grassy field under a golden sunset sky"),
+         N("neg", "CLIPTextEncode", [360, 450], [400, 110], title="Negative prompt", text=NEG),
+         N("enc", "VAEEncode", [360, 600], [200, 50]),
+         N("c1", "DDE_EditConcept", [800, 0], None, title="Edit Concept 1", strength=1.0),
+         N("c2", "DDE_EditConcept", [800, 160], None, title="Edit Concept 2", strength=0.8),
+         N("masks", "DDE_DiffEditMasks", [800, 340], None, strength=0.5, n=10, seed=0, **{"seed:control": "fixed"},
+           cfg=1.0, threshold_method="rescale", threshold=0.5, clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0,
+           batch_size=0),
+         dks("ks", [1180, 0]),
+         N("pv", "PreviewImage", [1180, 560], [320, 320], title="Each edit's region")]
+    l = [["ckpt", "CLIP", "ref", "clip"], ["ckpt", "CLIP", "e1", "clip"], ["ckpt", "CLIP", "e2", "clip"],
+         ["ckpt", "CLIP", "neg", "clip"], ["img", "IMAGE", "enc", "pixels"], ["ckpt", "VAE", "enc", "vae"],
+         ["e1", 0, "c1", "query"], ["ref", 0, "c1", "reference"],
+         ["e2", 0, "c2", "query"], ["ref", 0, "c2", "reference"], ["c1", 0, "c2", "previous"],
+         ["ckpt", "MODEL", "masks", "model"], ["c2", 0, "masks", "concepts"], ["enc", 0, "masks", "latent"],
+         ["img", "IMAGE", "masks", "image"], ["masks", "preview", "pv", "images"]]
+    l += sampler_links("ks", pos="masks", change_map=("masks", "change_map"))
+    t = tail("ks", "masks", "change_map", 1560, "differential_edit/several_edits")
+    n += t[0]
+    l += t[1]
+    n.append(note("note", [0, 540], "Several edits in one pass (what LEDITS++ does): each edit gets its own "
+        "automatic mask and its own prompt inside it.\n\n"
+        "1. Pick your checkpoint and load your picture; describe the picture in the reference prompt.\n"
+        "2. One Edit Concept per edit: its prompt (query), the reference, and a strength (1 = change fully). "
+        "Chain more Edit Concepts through 'previous' for more edits.\n"
+        "3. DiffEdit Masks (several edits) finds every edit's region from one set of model calls (the same noise "
+        "for all), gives pixels two masks share to the edit with the larger heat, and makes the positive "
+        "conditioning (each prompt inside its own region, the reference elsewhere) and the change map.\n"
+        "4. One Differential KSampler pass makes every edit; everything outside the regions stays, and the "
+        "composite puts those pixels back exactly. The preview shows each edit's region in its own colour.",
+        (440, 320)))
+    return {"nodes": n, "links": l}
+
+
 WORKFLOWS = {f.__name__: f() for f in (
     soft_inpainting_gradient,
     diffedit_mask_edit,
@@ -330,7 +372,8 @@ WORKFLOWS = {f.__name__: f() for f in (
     sdxl_base_refiner_split,
     flow_model_sd3,
     edit_change_map,
-    few_step_fractional)}
+    few_step_fractional,
+    several_edits)}
 
 THUMBNAIL = 512
 

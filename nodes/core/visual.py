@@ -273,3 +273,23 @@ def heat_preview(heat: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | No
     out = base[..., :3] * (1.0 - alpha) + colour * alpha
     edge = (mask - grow(mask, -1)).clamp(0, 1).unsqueeze(-1)
     return torch.where(edge > 0, torch.ones_like(out), out).clamp(0, 1).contiguous()
+
+
+#: one colour per edit concept in the several-edits preview (red, blue, green, orange, violet, cyan, then again)
+CONCEPT_COLOURS = ((1.0, 0.15, 0.05), (0.1, 0.45, 1.0), (0.1, 0.85, 0.2), (1.0, 0.6, 0.0), (0.75, 0.2, 1.0),
+                   (0.0, 0.85, 0.85))
+
+
+def concepts_preview(regions: torch.Tensor, heats: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """IMAGE ``(B,H,W,3)``: each concept's region ``(k,B,H,W)`` tinted in its colour by its heat over the picture
+    (grey without one), every region outlined white."""
+    if base is None:
+        base = torch.full((*regions.shape[1:], 3), 0.5)
+    out = base[..., :3].clone()
+    for i in range(regions.shape[0]):
+        alpha = (0.25 + 0.5 * heats[i]).mul(regions[i]).unsqueeze(-1)
+        colour = torch.tensor(CONCEPT_COLOURS[i % len(CONCEPT_COLOURS)]).view(1, 1, 1, 3)
+        out = out * (1.0 - alpha) + colour * alpha
+        edge = (regions[i] - grow(regions[i], -1)).clamp(0, 1).unsqueeze(-1)
+        out = torch.where(edge > 0, torch.ones_like(out), out)
+    return out.clamp(0, 1).contiguous()

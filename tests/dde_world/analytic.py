@@ -116,6 +116,26 @@ def make_scenes(h: int = 32, w: int = 32) -> list[Scene]:
     return scenes
 
 
+@dataclass
+class TwoEdits:
+    """A scene with two objects and an instruction for each (:meth:`AnalyticWorld.add_two_edits`).
+
+    ``reference``: the condition of the picture as it is; ``edit_a`` / ``edit_b``: conditions whose posterior
+    differs from the reference only on object A / only on object B; ``both``: both objects edited (so the
+    unconditional mixture, which cfg guides against, knows the joint result too). ``latent``: the picture
+    ``(1,4,h,w)``; ``target``: both objects as their instructions say; ``region_a`` / ``region_b``: bool ``(h,w)``.
+    """
+
+    reference: int
+    edit_a: int
+    edit_b: int
+    both: int
+    latent: torch.Tensor
+    target: torch.Tensor
+    region_a: torch.Tensor
+    region_b: torch.Tensor
+
+
 class AnalyticWorld:
     """Conditions, their Gaussian-mixture priors, and the exact posterior mean.
 
@@ -206,6 +226,26 @@ class AnalyticWorld:
             comps = self.components[cond_id]
         total = sum(c[2] for c in comps)
         return [(c[0], c[1], c[2] / total, c[3] if len(c) > 3 else None) for c in comps]
+
+    def add_two_edits(self, tau: float = 0.05, variant_weight: float = 0.3) -> TwoEdits:
+        """Add a two-object scene's conditions: the picture as it is, and one instruction per object (a disk on the
+        left turns red, a box on the right turns blue), each a mixture over two backgrounds like the scenes'."""
+        h, w = self.h, self.w
+        a, b = _disk(h, w, 0.5, 0.27, 0.17), _box(h, w, 0.3, 0.58, 0.7, 0.9)
+        backgrounds = (_background(h, w, (-0.2, 0.1, 0.8), (0.1, 0.6, -0.3)),
+                       _background(h, w, (-0.1, 0.2, 0.7), (0.2, 0.5, -0.2), shift=0.35))
+
+        def picture(bg, a_colour, b_colour):
+            return _paint(_paint(bg, a, *a_colour), b, *b_colour)
+
+        white, green = ((0.9, 0.9, 0.9), 0.1), ((-0.9, 0.8, -0.5), -0.1)
+        red, blue = ((0.9, -0.8, -0.7), 0.3), ((-0.6, -0.4, 0.95), -0.3)
+        ids = []
+        for colours in ((white, green), (red, green), (white, blue), (red, blue)):
+            main, variant = (picture(bg, *colours) for bg in backgrounds)
+            ids.append(self.add_condition([(main, tau, 1.0), (variant, tau, variant_weight)]))
+        return TwoEdits(*ids, picture(backgrounds[0], white, green).unsqueeze(0),
+                        picture(backgrounds[0], red, blue).unsqueeze(0), a, b)
 
     # -- the ideal denoiser ----------------------------------------------------------
     @staticmethod

@@ -211,6 +211,7 @@ TITLES = {
     "flow_model_sd3": "SD3 flow model, denoise mode",
     "edit_change_map": "Keep what an editor left alone",
     "few_step_fractional": "Few-step model, smooth strengths",
+    "several_edits": "Several edits in one pass",
 }
 
 
