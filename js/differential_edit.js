@@ -7,7 +7,7 @@
 // The files are PNGs served by /view. Kinds map/mask/heat are drawn over their base picture on a
 // canvas (tinted by the map value, with an opacity slider); grid/schedule are shown as they are.
 // A node's UI output may also carry
-//   dde_messages: [string]   (nodes/notes.py: a stretched map, an empty or full mask, collapsed greys)
+//   dde_messages: [string]   (nodes/messages.py: a stretched map, an empty or full mask, collapsed greys)
 // shown on the node as warning lines; an empty list clears them.
 // Map nodes with width/height/batch_size grey those widgets out while a `reference` is connected.
 // Everything is built with createElement/textContent/attributes: node data never becomes HTML.
@@ -307,7 +307,10 @@ export function showMessages(node, payload) {
 
 /** Grey out width/height/batch_size while the optional `reference` input is connected (they are ignored then). */
 function syncSizeWidgets(node) {
-  const connected = node.inputs?.find((i) => i.name === "reference")?.link != null;
+  const slot = node.inputs?.findIndex((i) => i.name === "reference") ?? -1;
+  // node.isInputConnected is litegraph's API on every frontend; input.link is deprecated since 1.5x
+  const connected = slot >= 0 && (typeof node.isInputConnected === "function"
+    ? node.isInputConnected(slot) : node.inputs[slot].link != null);
   for (const w of node.widgets ?? []) if (SIZE_WIDGETS.has(w.name)) w.disabled = connected;
   node.setDirtyCanvas?.(true, false);
 }

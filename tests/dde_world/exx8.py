@@ -2,7 +2,7 @@
 
 exx8/differential-diffusion (Eran Levin, Ohad Fried: "Differential Diffusion: Giving Each Pixel Its Strength",
 2024) has no licence file, so the pack commits none of its lines. This module reads their ``SD2/diff_pipe.py`` at
-commit d78f3f3 from a git snapshot on this machine, checks it is that very file (its git blob id), executes the
+commit d78f3f3 from a git snapshot on this machine, checks it is that very file (its git blob id), imports the
 text unchanged into a fresh module and runs their ``StableDiffusionDiffImg2ImgPipeline`` on latents.
 
 Where the snapshot is: ``$DDE_EXX8_REPO`` (a git dir or a checkout), else :data:`DEFAULT_REPO` (what the agents'
@@ -29,6 +29,8 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import importlib.abc
+import importlib.util
 import linecache
 import os
 import subprocess
@@ -104,18 +106,31 @@ def renamed_imports():
             delattr(module, old_name)
 
 
+class _TextLoader(importlib.abc.SourceLoader):
+    """Serves their file's text to :mod:`importlib` (the module is built by Python's own import machinery)."""
+
+    def __init__(self, text: str, filename: str):
+        self.text, self.filename = text, filename
+
+    def get_filename(self, fullname: str) -> str:
+        return self.filename
+
+    def get_data(self, path: str) -> bytes:
+        return self.text.encode("utf-8")
+
+
 @functools.lru_cache(maxsize=None)
 def load() -> types.ModuleType:
-    """Their ``SD2/diff_pipe.py`` executed as it is into a fresh module (imports diffusers and transformers)."""
+    """Their ``SD2/diff_pipe.py`` imported as it is into a fresh module (imports diffusers and transformers)."""
     text, why = find_source()
     if text is None:
         raise FileNotFoundError(missing())
     filename = f"<exx8/differential-diffusion@{COMMIT[:7]}:{PATH}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)   # tracebacks show their lines
-    module = types.ModuleType("exx8_sd2_diff_pipe")
-    module.__file__ = filename
+    spec = importlib.util.spec_from_loader("exx8_sd2_diff_pipe", _TextLoader(text, filename), origin=filename)
+    module = importlib.util.module_from_spec(spec)
     with renamed_imports():
-        exec(compile(text, filename, "exec"), module.__dict__)
+        spec.loader.exec_module(module)
     return module
 
 

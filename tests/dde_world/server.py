@@ -25,6 +25,8 @@ from .locate import PACK_ROOT
 
 PACK_LINK = "comfyui-differential-edit"
 WORLD_LINK = "dde_testworld"
+#: a frontend's ``static`` folder to serve instead of the one ComfyUI's environment has (``--front-end-root``)
+FRONT_END_ENV = "DDE_FRONT_END_ROOT"
 
 
 def free_port() -> int:
@@ -61,6 +63,9 @@ class ComfyServer:
         cmd = [self.python, os.path.join(self.comfy_path, "main.py"), "--cpu", "--listen", "127.0.0.1",
                "--port", str(self.port), "--base-directory", self.base, "--database-url", "sqlite:///:memory:",
                "--disable-auto-launch", *self.extra_args]
+        front_end = os.environ.get(FRONT_END_ENV)
+        if front_end and "--front-end-root" not in self.extra_args:
+            cmd += ["--front-end-root", front_end]     # the frontend under test (.ci/run: the newest release)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_path, stdout=self._log, stderr=subprocess.STDOUT, env=env,
