@@ -18,6 +18,9 @@ from dde_world.server import PACK_LINK
 ARTIFACTS = os.environ.get("DDE_ARTIFACTS", os.path.join(os.path.dirname(__file__), "artifacts"))
 EXTENSION = "differential_edit.overlay"
 NAMES = sorted(ui2api.TITLES)
+#: ComfyUI's loaders in the example workflows and the combo that names their model file
+MODEL_LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "VAELoader": "vae_name", "UNETLoader": "unet_name",
+                 "CLIPLoader": "clip_name", "DualCLIPLoader": "clip_name1"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,10 @@ def test_workflow_loads_with_every_node_known(page, object_info, name):
     assert not [d for d in result["dialogs"] if "missing" in d.lower()], result["dialogs"]
     assert sorted(result["loaded"]) == sorted(n["type"] for n in workflow["nodes"])
     assert [t for t in result["broken"] if t not in B.FRONTEND_ONLY] == []
+    # newer frontends flag a loader whose model file is missing (as for any shared workflow): only those, and only
+    # for their model-file combo; the pack's own nodes are never flagged
+    assert all(t in MODEL_LOADERS and widgets == [MODEL_LOADERS[t]] for t, widgets in result["missing_files"]), \
+        result["missing_files"]
     # the frontend's own conversion to an API prompt is the one the server tests run
     assert B.frontend_prompt(page)["output"] == ui2api.convert(workflow, object_info)
     # a loaded map node whose reference is connected shows width/height/batch_size greyed out (ignored)
@@ -199,6 +206,7 @@ def ran(server, driver, tiny_models):
 
 def test_overlay_shows_maps_heat_grid_and_schedule_after_a_queued_run(ran):
     page = ran
+    fit_view(page)   # as a user looks at the whole graph: newer frontends hide the overlays of nodes off screen
     state = overlay_state(page)
     assert set(state) == {"DDE_DiffEditMask", "DDE_RadialGradientMap", "DDE_SchedulePreview", "DDE_StrengthFan"}
     for node, s in state.items():
@@ -213,7 +221,6 @@ def test_overlay_shows_maps_heat_grid_and_schedule_after_a_queued_run(ran):
     assert (radial["kind"], radial["count"], radial["canvas"]) == ("map", "2", [64, 64])
     assert state["DDE_SchedulePreview"]["kind"] == "schedule" and state["DDE_SchedulePreview"]["canvas"] is None
     assert state["DDE_StrengthFan"]["kind"] == "grid" and state["DDE_StrengthFan"]["images"][0][1] > 256
-    fit_view(page)
     path = page.screenshot(os.path.join(ARTIFACTS, "overlay_after_run.png"))
     assert os.path.getsize(path) > 10000
     assert page.pack_errors() == []

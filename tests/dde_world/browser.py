@@ -141,17 +141,24 @@ def clear_graph(browser: Browser):
 
 
 def load_workflow(browser: Browser, workflow: dict) -> dict:
-    """``app.loadGraphData(workflow)``; returns the node types the frontend does not know and any
-    missing-nodes dialog text."""
+    """``app.loadGraphData(workflow)``; returns the node types the frontend does not know, any missing-nodes
+    dialog text, the nodes it marks broken (no definition, or an error other than a missing model file) and
+    ``missing_files``: ``[type, [widget]]`` of the nodes newer frontends flag because a file their combo names
+    is not on this server (a workflow's checkpoint, until the user picks one)."""
     return browser.eval("""async (wf) => {
         const known = (t) => !!LiteGraph.registered_node_types[t];
         const unknown = [...new Set(wf.nodes.map(n => n.type).filter(t => !known(t)))];
         await app.loadGraphData(structuredClone(wf), true, true, 'dde_test');
         await new Promise(r => setTimeout(r, 300));
         const dialogs = [...document.querySelectorAll('.p-dialog')].map(d => d.innerText);
+        // a combo whose value is not among its choices: a model file this server does not have
+        const missingFiles = (n) => (n.widgets ?? []).filter(w => Array.isArray(w.options?.values)
+            && !w.options.values.includes(w.value)).map(w => w.name);
         return {unknown, dialogs, loaded: app.graph._nodes.map(n => n.type),
-                broken: app.graph._nodes.filter(n => n.has_errors || n.constructor.nodeData === undefined)
-                          .map(n => n.type)};
+                broken: app.graph._nodes.filter(n => n.constructor.nodeData === undefined
+                                                     || (n.has_errors && !missingFiles(n).length)).map(n => n.type),
+                missing_files: app.graph._nodes.filter(n => n.has_errors && missingFiles(n).length)
+                                 .map(n => [n.type, missingFiles(n)])};
     }""", workflow)
 
 
@@ -225,9 +232,11 @@ def build_graph(browser: Browser, spec: dict) -> dict:
     }""", spec)
 
 
-SEARCH_INPUT = ".comfy-vue-node-search-box input[role=combobox]"
-SEARCH_OPTIONS = "li.p-autocomplete-option"
-SEARCH_MASK = ".node-search-box-dialog-mask"
+#: the node search box: the classic one (frontends up to 1.4x) or the new search dialog (1.5x), whichever is shown
+SEARCH_INPUT = ".comfy-vue-node-search-box input[role=combobox], input[role=combobox][aria-controls=results-list]"
+SEARCH_OPTIONS = "li.p-autocomplete-option, #results-list [role=option]"
+#: an option's node name as the user reads it (classic: its aria-label; new: the first line of the entry)
+_OPTION_LABEL = "(o) => o.getAttribute('aria-label') ?? o.querySelector('.truncate')?.textContent.trim()"
 #: the search box's fuzzy matcher finds nothing for longer queries (Fuse's 32-character pattern limit)
 SEARCH_MAX_CHARS = 32
 
@@ -253,15 +262,15 @@ def add_node_by_search(browser: Browser, display_name: str, at=(700, 500)) -> li
             page.keyboard.press("Escape")
             page.wait_for_timeout(600)
     box.fill(display_name[:SEARCH_MAX_CHARS])
+    labels_js = "(sel) => [...document.querySelectorAll(sel)].map(" + _OPTION_LABEL + ")"
     page.wait_for_function(  # the search is debounced: wait until the list answers this query
-        "([sel, name]) => [...document.querySelectorAll(sel)].some(o => o.getAttribute('aria-label') === name)",
+        "([sel, name]) => [...document.querySelectorAll(sel)].map(" + _OPTION_LABEL + ").includes(name)",
         arg=[SEARCH_OPTIONS, display_name], timeout=10000)
-    labels = browser.eval("(sel) => [...document.querySelectorAll(sel)].map(o => o.getAttribute('aria-label'))",
-                          SEARCH_OPTIONS)
+    labels = browser.eval(labels_js, SEARCH_OPTIONS)
     for _ in range(labels.index(display_name)):
         page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    page.wait_for_function("(sel) => !document.querySelector(sel)", arg=SEARCH_MASK, timeout=10000)
+    box.wait_for(state="hidden", timeout=10000)
     return browser.eval("(before) => app.graph._nodes.filter(n => !before.includes(n.id)).map(n => n.type)", before)
 
 
