@@ -64,17 +64,23 @@ def ksampler(ed, cfg=2.0, latent=None, steps=STEPS):
                                  latent or {"samples": ed.latent})[0]["samples"]
 
 
-def test_editors_carry_their_reference_latent_on_every_conditioning(comfy, editor):
-    """What ReferenceLatent / TextEncodeQwenImageEdit give: ``reference_latents`` = [the picture] on every entry."""
+@pytest.mark.parametrize("reference", ["source", "other", "multi"])
+def test_editors_carry_their_reference_latents_on_every_conditioning(comfy, editor, reference):
+    """What ReferenceLatent / TextEncodeQwenImageEdit give: ``reference_latents`` = the pictures, in the order the
+    nodes were chained, on every entry; a multi-reference graph also sets the method."""
     for name in NAMES:
-        ed = editor(name)
+        ed = editor(name, reference)
         for cond in (ed.positive, ed.negative):
-            assert [d["reference_latents"][-1] is ed.reference for _, d in cond] == [True] * len(cond)
+            for _, d in cond:
+                assert len(d["reference_latents"]) == len(ed.references)
+                assert all(a is b for a, b in zip(d["reference_latents"], ed.references))
+                assert ("reference_latents_method" in d) == (reference == "multi")
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_map_zero_is_bit_exact_in_every_mode(comfy, editor, name):
-    ed = editor(name)
+@pytest.mark.parametrize("reference", ["source", "multi"])
+def test_map_zero_is_bit_exact_in_every_mode(comfy, editor, name, reference):
+    ed = editor(name, reference)
     for mode in MODES:
         for cfg in (1.0, 2.0):
             assert torch.equal(dks(comfy, ed, _map(ed, 0.0), mode, cfg), ed.latent), f"{name}: {mode}, cfg {cfg}"
@@ -87,8 +93,9 @@ def test_map_zero_is_bit_exact_in_every_mode(comfy, editor, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_map_one_is_common_ksampler_bit_for_bit(comfy, editor, name):
-    ed = editor(name)
+@pytest.mark.parametrize("reference", ["source", "multi"])
+def test_map_one_is_common_ksampler_bit_for_bit(comfy, editor, name, reference):
+    ed = editor(name, reference)
     ref = ksampler(ed)
     assert not torch.equal(ref, ed.latent)
     for mode in MODES:
@@ -98,9 +105,10 @@ def test_map_one_is_common_ksampler_bit_for_bit(comfy, editor, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_reference_helps_decide_the_result(comfy, editor, name):
-    """The reference latent is not ignored: another reference, another KSampler result (so the tests above and
-    below run an editor, not a text-to-image model with an unused key)."""
-    assert not torch.equal(ksampler(editor(name)), ksampler(editor(name, "other")))
+    """The reference latents are not ignored: another reference, another KSampler result; a second one, another
+    again (so the tests here run an editor, not a text-to-image model with an unused key)."""
+    results = [ksampler(editor(name, reference)) for reference in ("source", "other", "multi")]
+    assert not torch.equal(results[0], results[1]) and not torch.equal(results[1], results[2])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -144,23 +152,31 @@ def _recording(model):
     return m, rec
 
 
+def _assert_untouched(ed, refs, rows, where):
+    assert refs is not None and len(refs) == len(ed.references), f"{where}: reference latents missing"
+    for k, (got, ref) in enumerate(zip(refs, ed.references)):
+        expected = ed.model.model.process_latent_in(ref)
+        assert got.shape == (rows, *expected.shape[1:]), f"{where}: reference {k} of shape {tuple(got.shape)}"
+        for row in got:
+            assert torch.equal(row, expected[0]), f"{where}: reference {k} changed by {(row - expected[0]).abs().max():.3g}"
+
+
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("reference", ["other", "multi"])
 @pytest.mark.parametrize("mode,cfg", [("step", 2.0), ("denoise", 1.0), ("timestep", 2.0)])
-def test_reference_latents_reach_the_model_untouched_by_the_step_mask(comfy, editor, name, mode, cfg):
-    """A half map (the left half kept for all steps, the right free): at every step the diffusion model gets the
-    reference latent exactly as ComfyUI's model_base prepares it (``process_latent_in``), one copy per batch row --
-    never thresholded by the step mask, never noised, never replaced by the picture being edited (the reference here
-    is another latent) -- while the picture it denoises does carry the step's noise."""
-    ed = editor(name, "other")
+def test_reference_latents_reach_the_model_untouched_by_the_step_mask(comfy, editor, name, reference, mode, cfg):
+    """A half map (the left half kept for all steps, the right free): at every step the diffusion model gets each
+    reference latent exactly as ComfyUI's model_base prepares it (``process_latent_in``), one copy per batch row, in
+    order -- never thresholded by the step mask, never noised, never replaced by the picture being edited (the
+    references here are another picture, of another size, and the picture itself) -- while the picture it denoises
+    does carry the step's noise."""
+    ed = editor(name, reference)
     model, rec = _recording(ed.model)
     dks(comfy, ed, _half(ed), mode, cfg, model=model, steps=4)
-    expected = ed.model.model.process_latent_in(ed.reference)
     assert len(rec) == 4
     for i, (x, refs) in enumerate(rec):
-        assert refs is not None and len(refs) == 1, f"{name} step {i}: no reference latents reached the model"
-        assert refs[0].shape[0] == x.shape[0] == (1 if cfg == 1.0 else 2)
-        for row in refs[0]:
-            assert torch.equal(row, expected[0]), f"{name} step {i}: reference latent changed by {(row - expected[0]).abs().max():.3g}"
+        assert x.shape[0] == (1 if cfg == 1.0 else 2)
+        _assert_untouched(ed, refs, x.shape[0], f"{name} step {i}")
     assert not torch.equal(rec[0][0][:1], ed.model.model.process_latent_in(ed.latent))   # the input is noised
 
 
@@ -173,8 +189,9 @@ def test_diffedit_mask_and_edit_with_reference_latents(comfy, editor, name):
                                           latent={"samples": ed.latent}, n=2, reference=ed.negative)
     assert heat.shape == mask.shape == (1, ed.ratio * h, ed.ratio * w) and torch.isfinite(heat).all()
     assert float(heat.amax()) == 1.0 and set(torch.unique(mask).tolist()) == {0.0, 1.0}
-    expected = ed.model.model.process_latent_in(ed.reference)[0]
-    assert rec and all(refs is not None and all(torch.equal(r, expected) for r in refs[0]) for _, refs in rec)
+    assert rec
+    for i, (x, refs) in enumerate(rec):
+        _assert_untouched(ed, refs, x.shape[0], f"{name} DiffEdit Mask call {i}")
     out = comfy.run_node("DDE_DiffEditEdit", model=ed.model, query=ed.positive, latent={"samples": ed.latent},
                          mask=_half(ed), steps=STEPS, encode_ratio=0.8, cfg=1.0, refine=0,
                          reference=ed.negative)[0]["samples"]

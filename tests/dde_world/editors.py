@@ -47,10 +47,14 @@ def reference_latent(conditioning: list, latent: torch.Tensor) -> list:
 class Editor:
     name: str
     model: object            # ModelPatcher (the family's tiny model)
-    positive: list           # the instruction, with the reference latent
-    negative: list           # the negative prompt, with the same reference latent
+    positive: list           # the instruction, with the reference latents
+    negative: list           # the negative prompt, with the same reference latents
     latent: torch.Tensor     # the picture to edit
-    reference: torch.Tensor  # the reference latent on both conditionings
+    references: list         # the reference latents on both conditionings, in order
+
+    @property
+    def reference(self) -> torch.Tensor:
+        return self.references[-1]
 
     @property
     def ratio(self) -> int:
@@ -59,16 +63,37 @@ class Editor:
         return F.spacial_ratio(EDITORS[self.name])
 
 
+#: the reference-latent method a multi-reference graph sets (FluxKontextMultiReferenceLatentMethod): Kontext's
+#: multi-image "index"; Qwen-Image-Edit 2511's "index_timestep_zero" where this ComfyUI has it
+MULTI_METHOD = {"flux_kontext": ("index",), "qwen_image_edit": ("index_timestep_zero", "index")}
+
+
 def tiny_editor(name: str, reference: str = "source") -> Editor:
     """The tiny editor ``name`` (:data:`EDITORS`). ``reference``: ``"source"`` (the picture being edited, as a
-    user's graph has it: VAE Encode into ReferenceLatent and into the sampler) or ``"other"`` (another latent of
-    the same shape, so a test can tell the reference from the picture)."""
+    user's graph has it: VAE Encode into ReferenceLatent and into the sampler); ``"other"`` (another picture, of
+    another size, as Kontext's preferred sizes and Qwen-Image-Edit's 1-megapixel scaling give: a test can tell the
+    reference from the picture, and a step mask of the picture's size cannot fit it); ``"multi"`` (both, chained
+    ReferenceLatent nodes, and FluxKontextMultiReferenceLatentMethod's multi-reference method)."""
     from . import families as F
 
     f = F.build(EDITORS[name])
-    ref = f.latent if reference == "source" else torch.randn(
-        f.latent.shape, generator=torch.Generator().manual_seed(29)) * 0.5
-    return Editor(name, f.model, reference_latent(f.positive, ref), reference_latent(f.negative, ref), f.latent, ref)
+    shape = (*f.latent.shape[:-2], f.latent.shape[-2] + 4, f.latent.shape[-1])
+    other = torch.randn(shape, generator=torch.Generator().manual_seed(29)) * 0.5
+    refs = {"source": [f.latent], "other": [other], "multi": [f.latent, other]}[reference]
+    positive, negative = f.positive, f.negative
+    for ref in refs:
+        positive, negative = reference_latent(positive, ref), reference_latent(negative, ref)
+    if reference == "multi":
+        import nodes
+
+        from .families import _node
+
+        node = nodes.NODE_CLASS_MAPPINGS["FluxKontextMultiReferenceLatentMethod"]
+        options = node.GET_SCHEMA().inputs[1].options
+        method = next(m for m in MULTI_METHOD[name] if m in options)
+        positive, negative = (_node("FluxKontextMultiReferenceLatentMethod", conditioning=c,
+                                    reference_latents_method=method)[0] for c in (positive, negative))
+    return Editor(name, f.model, positive, negative, f.latent, refs)
 
 
 # -- the analytic editor -------------------------------------------------------------------------------
