@@ -90,6 +90,12 @@ def test_map_zero_is_bit_exact_in_every_mode(comfy, editor, name, reference):
     out = nodes.common_ksampler(patched, 3, STEPS, 2.0, "euler", "normal", ed.positive, ed.negative,
                                 {"samples": ed.latent})[0]["samples"]
     assert torch.equal(out, ed.latent), f"{name}: Apply Change Map (map 0) + KSampler"
+    m = nodes.NODE_CLASS_MAPPINGS
+    guider = m["CFGGuider"].execute(patched, ed.positive, ed.negative, 2.0)[0]
+    sigmas = m["BasicScheduler"].execute(patched, "normal", STEPS, 1.0)[0]
+    out = m["SamplerCustomAdvanced"].execute(m["RandomNoise"].execute(3)[0], guider, m["KSamplerSelect"].execute("euler")[0],
+                                             sigmas, {"samples": ed.latent})[0]["samples"]
+    assert torch.equal(out, ed.latent), f"{name}: Apply Change Map (map 0) + SamplerCustomAdvanced"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -322,6 +328,18 @@ def test_the_mask_comes_from_the_editors_reading_of_the_picture(comfy, analytic_
     with pytest.raises(Exception, match="reference latent"):
         comfy.run_node("DDE_DiffEditMask", model=model, query=[[E.AnalyticEditor.context(a.instruction), {}]],
                        latent={"samples": a.source}, reference=[[E.AnalyticEditor.context(None), {}]], n=1)
+
+
+def test_unconnected_reference_is_the_query_zeroed_out_which_keeps_the_reference_latents(comfy, analytic_editor):
+    """Reference not connected: DiffEdit Mask zeroes the query's text and keeps its reference latents (as
+    ConditioningZeroOut does), i.e. the editor with no instruction: bit for bit the mask of the empty instruction."""
+    model = analytic_editor["flow"]
+    for seed in HELD_OUT[:3]:
+        s = E.editor_scene(seed)
+        heat, mask = _editor_masks(comfy, model, s)
+        alone = comfy.run_node("DDE_DiffEditMask", model=model, query=E.editor_conditioning(s.instruction, s.source),
+                               latent={"samples": s.source}).args
+        assert torch.equal(alone[0][0], heat) and torch.equal(alone[1][0], mask), seed
 
 
 def test_the_documented_use_states_the_tested_bounds_and_figures(comfy, held_out):
