@@ -1,6 +1,7 @@
 """Instruction editors (the picture as reference latents on the conditioning) on real ComfyUI sampling.
 
-Tiny random-weight FLUX Kontext (Flux + ReferenceLatent) and Qwen-Image-Edit (Qwen-Image + reference latents), as
+Tiny random-weight FLUX Kontext (Flux + ReferenceLatent), Qwen-Image-Edit (Qwen-Image + reference latents) and Flux.2
+(dev) with reference images, as
 ``dde_world.editors`` builds them: map 0 bit-exact in every mode, map 1 = ComfyUI's ``common_ksampler`` bit for bit,
 the Advanced split = one pass, the reference latents reach the diffusion model untouched by the step mask at every
 step, DiffEdit Edit exact outside its mask, Strength Fan and Schedule Preview run.
@@ -229,7 +230,8 @@ def test_strength_fan_and_schedule_preview(comfy, editor, name):
 
 # -- DiffEdit from the editor, before it edits: the analytic editor -------------------------------------
 
-#: the seeds the analytic editor's settings were chosen on, and the held-out scenes and instructions
+#: held-out scenes and instructions: drawn from these seeds at test time, none of them used to choose the editor's
+#: settings (tau, the palette, PICK were fixed before any mask was measured); DESIGN: seeds only the sanity test uses
 DESIGN = range(4)
 HELD_OUT = range(100, 124)
 #: the documented bounds (docs/capabilities.md, section 6): IoU with the changed object, heat where nothing changes

@@ -8,6 +8,7 @@ as an instruction says.
   dev ``unet_config``; ``model_base.Flux`` reads the reference latents), Qwen-Image-Edit the Qwen-Image one
   (``model_base.QwenImage``): the tiny models of ``families.py`` with reference latents set by ComfyUI's own
   ``ReferenceLatent`` node (where a ComfyUI lacks it, ``conditioning_set_values(..., append=True)`` as it does).
+  Flux.2 (dev) edits with reference images the same way (ReferenceLatent, its ``index`` method by default).
 * :class:`AnalyticEditor`: an editor whose prediction is an exact posterior mean conditioned on the source scene
   (the reference latent) and an instruction that recolours one object ("the object of colour A turns colour B").
   Its scenes are drawn from a seed (:func:`editor_scene`), so held-out scenes and instructions are unlimited;
@@ -27,7 +28,7 @@ import torch
 from .analytic import TOKENS, WIDTH, AnalyticWorld, _background, _box, _disk
 
 #: editor -> the family of families.py that is its architecture
-EDITORS = {"flux_kontext": "flux", "qwen_image_edit": "qwen_image"}
+EDITORS = {"flux_kontext": "flux", "qwen_image_edit": "qwen_image", "flux2_edit": "flux2"}
 
 
 def reference_latent(conditioning: list, latent: torch.Tensor) -> list:
@@ -65,7 +66,7 @@ class Editor:
 
 #: the reference-latent method a multi-reference graph sets (FluxKontextMultiReferenceLatentMethod): Kontext's
 #: multi-image "index"; Qwen-Image-Edit 2511's "index_timestep_zero" where this ComfyUI has it
-MULTI_METHOD = {"flux_kontext": ("index",), "qwen_image_edit": ("index_timestep_zero", "index")}
+MULTI_METHOD = {"flux_kontext": ("index",), "qwen_image_edit": ("index_timestep_zero", "index"), "flux2_edit": ("index",)}
 
 
 def tiny_editor(name: str, reference: str = "source") -> Editor:
