@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import overlays
-from .core import edits
+from . import messages, overlays
+from .core import edits, register
 from .naming import CATEGORY, display_name, names_errors, search_aliases
 
 
@@ -40,18 +40,32 @@ class ChangeMapFromEdit(io.ComfyNode):
                 io.Int.Input("softness", default=0, min=0, max=256,
                              tooltip="Blur radius in pixels of the soft map's border (the binary mask stays sharp). "
                              "Nothing farther than this from a change becomes non-zero."),
+                io.Combo.Input("align", options=list(register.ALIGN), default="similarity",
+                               tooltip="Undo the editor's geometry before comparing: instruction editors redraw the "
+                               "picture a few pixels off, zoomed or at another size. similarity: shift, scale and "
+                               "rotation; shift: shift only; off: compare as they are. Fitted on the pictures' "
+                               "structure (colour-shift free, the edited region left out); a fit that moves no pixel "
+                               "by 0.2 px or more changes nothing. The fit is shown on the node."),
             ],
             outputs=[
                 io.Mask.Output(display_name="change_map", tooltip="Soft change map (white = changed)."),
                 io.Mask.Output(display_name="mask", tooltip="Binary mask: soft value before blurring >= 0.5."),
+                io.Image.Output(display_name="aligned", tooltip="The edited picture registered onto 'before' (its "
+                                "size, the editor's shift and zoom undone; where the editor's frame does not reach, "
+                                "'before'). Composite it, not 'after', when the editor moved the picture."),
             ],
         )
 
     @classmethod
     @names_errors
-    def execute(cls, before, after, color_match, noise_floor, full_change, grow, softness) -> io.NodeOutput:
-        soft, mask = edits.change_map_from_edit(before, after, color_match, noise_floor, full_change, grow, softness)
-        return io.NodeOutput(soft, mask, ui=overlays.overlay_ui(soft, base=before, label=display_name(cls), kind="map"))
+    def execute(cls, before, after, color_match, noise_floor, full_change, grow, softness,
+                align="similarity") -> io.NodeOutput:
+        found = edits.edit_change(before, after, color_match, noise_floor, full_change, grow, softness, align)
+        name = display_name(cls)
+        label = name if align == "off" else f"{name}: {found.transforms[0].text()}"
+        warnings = messages.registration(name, found, align)
+        ui = overlays.messages_ui(warnings, overlays.overlay_ui(found.change_map, base=before, label=label, kind="map"))
+        return io.NodeOutput(found.change_map, found.mask, found.aligned, ui=ui)
 
 
 NODES = [ChangeMapFromEdit]

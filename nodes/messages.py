@@ -107,3 +107,25 @@ def sampler_levels(node: str, change_map, planned) -> list[str]:
     if not facts.has_grey(change_map.maps) or len(planned.key.latent_shape) != 4:
         return []
     return collapse(node, levels_of(planned.run))
+
+
+RESTYLE_SHARE = 0.5
+
+
+def registration(node: str, found, align: str) -> list[str]:
+    """Change Map from Edit: a mask over half the picture (a global restyle no shift or zoom explains) said in
+    words, never a silent white map."""
+    lines = []
+    for i in range(found.mask.shape[0]):
+        share = float(found.mask[i].mean())
+        if share <= RESTYLE_SHARE:
+            continue
+        which = "" if found.mask.shape[0] == 1 else f" (image {i + 1})"
+        if align == "off":
+            why = "with align off; if the editor shifted or zoomed the picture, set align to similarity"
+        else:
+            why = (f"even after aligning ({found.transforms[i].text()}): no shift or zoom explains it, the editor "
+                   f"restyled the whole picture")
+        lines.append(f"after: {100 * share:.0f} % of the picture changed{which} {why}. The map is not one local "
+                     f"edit's region: paint a mask, or raise noise_floor / full_change.")
+    return _log(node, lines)

@@ -214,7 +214,7 @@ def test_change_map_from_edit_feeds_the_composite_pixel_exact(comfy):
     from dde_world.edits import synthetic_edit
 
     before, after, region = synthetic_edit(seed=3)
-    cmap, mask = comfy.node("DDE_ChangeMapFromEdit").execute(before, after, "affine", 6.0, 15.0, 0, 0).args
+    cmap, mask, _ = comfy.node("DDE_ChangeMapFromEdit").execute(before, after, "affine", 6.0, 15.0, 0, 0).args
     comp = comfy.node("DDE_CompositeByChangeMap")
     out = comp.execute(before, after, cmap, "map", 0, False)[0]
     keep = cmap[0] == 0

@@ -5,6 +5,8 @@ little everywhere. :func:`change_map_from_edit` finds what they meant to change:
 
 1. ``after`` is resized to ``before``'s size if needed (bilinear, antialiased) and one picture
    broadcasts over the other's batch.
+   With ``align`` (``shift`` / ``similarity``, :mod:`register`) ``after`` is then registered onto ``before``
+   (the editor's shift, zoom and turn undone); where the editor's frame does not reach, ``before`` stands.
 2. Optional global colour match of ``after`` onto ``before`` on *robust* pixels (the ones the
    edit did not change): ``affine`` fits ``after_c * a_c + b_c ~ before_c`` per channel by least
    squares; ``mean/std`` matches each channel's mean and standard deviation. Three rounds, each
@@ -23,10 +25,13 @@ Pure torch + kornia: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import kornia
 import torch
 import torch.nn.functional as F
 
+from . import register
 from .construct import check_choice, check_number, ramp
 from .errors import InputError, describe
 from .maps import blur_maps, match_batch
@@ -48,8 +53,9 @@ def _check_int(value, input_name: str, lo: int) -> int:
     return int(value)
 
 
-def match_colours(before: torch.Tensor, after: torch.Tensor, method: str) -> torch.Tensor:
-    """``after`` ``(B,3,H,W)`` with a per-image, per-channel affine colour map fitted onto ``before``."""
+def match_colours(before: torch.Tensor, after: torch.Tensor, method: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``after`` ``(B,3,H,W)`` with a per-image, per-channel affine colour map fitted onto ``before`` (on the pixels
+    where the bool ``(B,H,W)`` ``valid`` holds, all when None)."""
     if method == "none":
         return after
     dims = (2, 3)
@@ -58,7 +64,8 @@ def match_colours(before: torch.Tensor, after: torch.Tensor, method: str) -> tor
     for _ in range(ROUNDS):
         residual = (after * a + b - before).abs().sum(1, keepdim=True)
         median = residual.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
-        keep = (residual <= 3.0 * median + 0.01).to(after.dtype)
+        keep = residual <= 3.0 * median + 0.01
+        keep = (keep if valid is None else keep & valid.unsqueeze(1)).to(after.dtype)
         n = keep.sum(dims, keepdim=True).clamp_min(1.0)
         mx = (after * keep).sum(dims, keepdim=True) / n
         my = (before * keep).sum(dims, keepdim=True) / n
@@ -86,12 +93,30 @@ def median3(d: torch.Tensor) -> torch.Tensor:
     return kornia.filters.median_blur(d.unsqueeze(1), (3, 3))[:, 0]
 
 
+@dataclass(frozen=True)
+class EditChange:
+    """What :func:`edit_change` found: the maps ``(B,H,W)``, the registered edited picture ``(B,H,W,3)`` at
+    ``before``'s size (out of the editor's frame: ``before``) and the fitted geometry of each image."""
+    change_map: torch.Tensor
+    mask: torch.Tensor
+    aligned: torch.Tensor
+    transforms: list
+
+
 def change_map_from_edit(before, after, match: str = "affine", noise_floor: float = 6.0, full_change: float = 15.0,
-                         grow: int = 0, softness: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                         grow: int = 0, softness: int = 0, align: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
     """``(change_map, mask)``, both float32 ``(B,H,W)`` at ``before``'s size (see the module docstring)."""
+    found = edit_change(before, after, match, noise_floor, full_change, grow, softness, align)
+    return found.change_map, found.mask
+
+
+def edit_change(before, after, match: str = "affine", noise_floor: float = 6.0, full_change: float = 15.0,
+                grow: int = 0, softness: int = 0, align: str = "off") -> EditChange:
+    """The change map, mask, registered picture and geometry of a before/after pair (module docstring)."""
     b_img = as_images(before, "before")
     a_img = as_images(after, "after")
     check_choice(match, MATCH, "color_match")
+    check_choice(align, register.ALIGN, "align")
     floor = check_number(noise_floor, "noise_floor", 0.0, None)
     full = check_number(full_change, "full_change", 0.0, None)
     if full < floor:
@@ -105,8 +130,15 @@ def change_map_from_edit(before, after, match: str = "affine", noise_floor: floa
     batch = max(bb.shape[0], aa.shape[0])
     bb = match_batch(bb, batch, "before", "other image's batch")
     aa = match_batch(aa, batch, "after", "other image's batch")
-    aa = match_colours(bb, aa, match)
+    aa, valid, transforms = register.register(bb, aa, align)
+    if valid is not None:   # where the editor's frame does not reach, the source stands (no change)
+        aa = torch.where(valid.unsqueeze(1), aa, bb)
+    aligned = aa
+    aa = match_colours(bb, aa, match, valid)
+    if valid is not None:
+        aa = torch.where(valid.unsqueeze(1), aa, bb)
     t = ramp(median3(delta_e(bb, aa)), floor, full)
     t = grow_maps(t, grow).clamp(0.0, 1.0)
     mask = (t >= 0.5).to(torch.float32)
-    return blur_maps(t, softness).clamp(0.0, 1.0).contiguous(), mask.contiguous()
+    return EditChange(blur_maps(t, softness).clamp(0.0, 1.0).contiguous(), mask.contiguous(),
+                      aligned.permute(0, 2, 3, 1).contiguous(), transforms)
