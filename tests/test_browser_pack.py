@@ -66,6 +66,11 @@ def test_page_loads_the_extension_with_no_errors_from_the_pack(page, server):
     assert page.page_errors == []
 
 
+def test_the_page_runs_the_frontend_release_under_test(page):
+    # .ci/run runs this tier on each ComfyUI's own frontend and on the newest release (DDE_FRONT_END_ROOT)
+    assert page.eval("() => window.__COMFYUI_FRONTEND_VERSION__") == B.expected_frontend_version()
+
+
 def test_every_pack_node_can_be_added_from_the_node_search(page, pack_nodes):
     for node_id, display in pack_nodes:
         try:
@@ -96,7 +101,7 @@ def test_workflow_loads_with_every_node_known(page, object_info, name):
     # the frontend's own conversion to an API prompt is the one the server tests run
     assert B.frontend_prompt(page)["output"] == ui2api.convert(workflow, object_info)
     # a loaded map node whose reference is connected shows width/height/batch_size greyed out (ignored)
-    sized = page.eval("""() => app.graph._nodes.filter(n => n.inputs?.find(i => i.name === 'reference')?.link != null
+    sized = page.eval("""() => app.graph._nodes.filter(n => n.inputs?.some((i, k) => i.name === 'reference' && n.isInputConnected(k))
         && n.widgets?.some(w => w.name === 'width')).map(n => n.widgets.filter(w => w.disabled).map(w => w.name))""")
     assert sized == ([["width", "height", "batch_size"]]
                      if name in ("soft_inpainting_gradient", "sdxl_base_refiner_split", "few_step_fractional") else [])
@@ -324,6 +329,8 @@ def test_messages_show_on_the_node_size_widgets_follow_the_reference_and_maps_sh
     # disconnecting the reference gives the size widgets back
     page.eval("() => { const n = app.graph._nodes.find(n => n.type === 'DDE_RadialGradientMap'); n.disconnectInput(n.inputs.findIndex(i => i.name === 'reference')); }")
     assert page.eval(disabled, "DDE_RadialGradientMap") == []
+    # the extension reads connections through the frontend's supported API (1.5x warns once per deprecated read)
+    assert [c for c in page.console if "deprecated" in c[1] and ".link" in c[1]] == []
     # a run without the cause clears the message
     page.eval("""() => { const t = app.graph._nodes.find(n => n.type === 'DDETest_MakeTensor');
                          t.widgets.find(w => w.name === 'shape').value = '1,64,64'; }""")

@@ -49,3 +49,15 @@ def test_rescale_clip_share_is_the_same_number_in_code_tooltip_and_docs(comfy):
     assert all(said.values()) and {v for vs in said.values() for v in vs} == {share}, said
     formulas = [float(v) for v in re.findall(r"floor\((0\.\d+) · N\)", texts["help page"])]
     assert formulas == [round(1 - core.OUTLIER_QUANTILE, 6)]
+
+
+def test_readme_names_the_comfyui_and_frontends_the_tests_run_on(comfy):
+    import importlib.metadata
+
+    import comfyui_version
+
+    readme = " ".join(_read(os.path.join(PACK_ROOT, "README.md")).split())
+    newest = re.search(r'DDE_EXTRA_FRONTEND:-([0-9.]+)', _read(os.path.join(PACK_ROOT, ".ci", "run"))).group(1)
+    assert f"**frontend {newest}**" in readme                          # .ci/run's extra browser tier
+    version, front = comfyui_version.__version__, importlib.metadata.version("comfyui-frontend-package")
+    assert re.search(rf"v{re.escape(version)}\*\*[^.]*?frontend {re.escape(front)}\)", readme), (version, front)

@@ -24,6 +24,23 @@ PACK_MARKERS = ("comfyui-differential-edit", "differential_edit", "DDE_", "dde-o
 FRONTEND_ONLY = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
 
 
+def expected_frontend_version() -> str:
+    """The frontend release the test servers serve: the one in ``$DDE_FRONT_END_ROOT`` (a ``static`` folder of a
+    ``comfyui-frontend-package`` installed with ``pip --target``, as .ci/run does), else the one in this Python."""
+    import glob
+    import importlib.metadata
+
+    from .server import FRONT_END_ENV
+    root = os.environ.get(FRONT_END_ENV)
+    if not root:
+        return importlib.metadata.version("comfyui-frontend-package")
+    target = os.path.dirname(os.path.dirname(os.path.abspath(root)))
+    found = glob.glob(os.path.join(target, "comfyui_frontend_package-*.dist-info"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{FRONT_END_ENV}={root}: no single comfyui_frontend_package-*.dist-info beside it")
+    return os.path.basename(found[0])[len("comfyui_frontend_package-"):-len(".dist-info")]
+
+
 def chromium_path() -> str:
     return os.environ.get("DDE_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 
