@@ -40,12 +40,13 @@ class ChangeMapFromEdit(io.ComfyNode):
                 io.Int.Input("softness", default=0, min=0, max=256,
                              tooltip="Blur radius in pixels of the soft map's border (the binary mask stays sharp). "
                              "Nothing farther than this from a change becomes non-zero."),
-                io.Combo.Input("align", options=list(register.ALIGN), default="similarity",
+                io.Combo.Input("align", options=list(register.ALIGN), default="similarity", optional=True,
                                tooltip="Undo the editor's geometry before comparing: instruction editors redraw the "
                                "picture a few pixels off, zoomed or at another size. similarity: shift, scale and "
                                "rotation; shift: shift only; off: compare as they are. Fitted on the pictures' "
                                "structure (colour-shift free, the edited region left out); a fit that moves no pixel "
-                               "by 0.2 px or more changes nothing. The fit is shown on the node."),
+                               "by 0.2 px or more changes nothing. The fit is shown on the node. A prompt saved without "
+                               "this input runs as similarity."),
             ],
             outputs=[
                 io.Mask.Output(display_name="change_map", tooltip="Soft change map (white = changed)."),
