@@ -7,7 +7,7 @@
 // The files are PNGs served by /view. Kinds map/mask/heat are drawn over their base picture on a
 // canvas (tinted by the map value, with an opacity slider); grid/schedule are shown as they are.
 // A node's UI output may also carry
-//   dde_messages: [string]   (nodes/notes.py: a stretched map, an empty or full mask, collapsed greys)
+//   dde_messages: [string]   (nodes/messages.py: a stretched map, an empty or full mask, collapsed greys)
 // shown on the node as warning lines; an empty list clears them.
 // Map nodes with width/height/batch_size grey those widgets out while a `reference` is connected.
 // Everything is built with createElement/textContent/attributes: node data never becomes HTML.
