@@ -10,7 +10,7 @@ Paired rounds (order rotated every round), median seconds, on 1024 x 1024 maps:
 3. the distance falloff at outer 16, 256 and 4096 against trying every shift (the previous transform);
 4. ``denoise``-mode planning at 10,000 steps of a random 64 x 128 map (32 x 32 latent), normal scheduler:
    now, and with every near-boundary level recomputed by ComfyUI's own schedule as before (no size cap);
-5. the Schedule Preview's picture: its size for the issue's grids, before and now (computed, nothing
+5. the Schedule Preview's picture: its size for the worst-case grids, before and now (computed, nothing
    allocated), and the time to draw one at the size cap.
 """
 

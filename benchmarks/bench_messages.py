@@ -3,7 +3,8 @@ cannot render) against the whole node run.
 
 Paired rounds: (a) the Differential KSampler node (tiny or full SD1.5 UNet, a radial gradient map,
 so every check runs, including the schedule plan for the grey values), (b) the same checks alone
-(``sampler_nodes._messages``). Prints the ratio of medians b / a per threshold mode.
+(``sampler_nodes._key_and_messages`` on a change map read afresh, so the plan is made every round). Prints the
+ratio of medians b / a per threshold mode.
 
     COMFYUI_PATH=~/comfy/ComfyUI ~/comfy/venv/bin/python benchmarks/bench_messages.py [--model tiny|full]
 """
@@ -22,6 +23,8 @@ def run(kind: str, steps: int, repeats: int, size: int):
     from dde_world.tiny import unet_model
 
     sampler_nodes = env.module("nodes.sampler_nodes")
+    ChangeMap = env.module("nodes.plan").ChangeMap
+    node = sampler_nodes.DifferentialKSampler
     construct = env.module("nodes.core.construct")
     model = unet_model(full=kind == "full")
     torch.manual_seed(0)
@@ -29,18 +32,18 @@ def run(kind: str, steps: int, repeats: int, size: int):
     negative = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
     latent = {"samples": torch.randn(1, 4, size, size)}
     cmap = construct.radial_gradient((1, size * 8, size * 8), 0.5, 0.5, 0.1, 0.45, "smoothstep")
-    node = sampler_nodes.DifferentialKSampler
     print(f"\n== Differential KSampler messages, {kind} SD1.5 UNet, latent {size}x{size}, {steps} steps, "
           f"{repeats} paired rounds on {common.device_name()}")
     for mode in ("step", "denoise"):
-        spec = sampler_nodes._spec("Differential KSampler", cmap, mode, False, 1.0, 0.0, "normal")
-
         def whole():
-            return node.execute(model, 0, steps, 1.0, "euler", "normal", positive, negative, latent, 1.0, cmap, mode,
-                                False, 1.0, 0.0)
+            return node.execute(model=model, seed=0, steps=steps, cfg=1.0, sampler_name="euler", scheduler="normal",
+                                positive=positive, negative=negative, latent_image=latent, denoise=1.0,
+                                change_map=cmap, mode=mode, invert=False, strength=1.0, softness=0.0)
 
         def checks():
-            return sampler_nodes._messages(spec, model, latent, steps, "euler", "normal", 1.0)
+            name = "Differential KSampler"
+            return sampler_nodes._key_and_messages(name, ChangeMap.read(cmap, mode, node=name), model, latent, steps,
+                                                   "euler", "normal", 1.0)
 
         with torch.inference_mode():
             times = common.paired({"node": whole, "checks": checks}, repeats)

@@ -1,6 +1,6 @@
 """The Change Map Schedule Preview end to end over HTTP: a real ComfyUI server, a prompt POSTed to
-``/prompt``, timed until the websocket says ``execution_success`` (issue 10's goal: 1024x1024, 50 steps,
-<= 0.5 s).
+``/prompt``, timed until the websocket says ``execution_success`` (the goal: 1024x1024, 50 steps,
+<= 0.5 s; docs/performance.md).
 
 The prompt: CheckpointLoaderSimple (the tiny SD1.5-shaped test checkpoint) -> Linear Gradient Change
 Map (1024x1024, 45 degrees: a diagonal ramp) -> Change Map Schedule Preview (50 steps, euler). Each

@@ -9,7 +9,7 @@ DifferentialDiffusion); sources are held-out digits (``test`` split), tuning use
 
 1. DiffEdit vs SDEdit (KSampler img2img at denoise r, target class, no mask) vs DiffEdit with a
    full mask, at encode ratios r: target-class accuracy, L2 distance to the source (pixels 0..1),
-   fraction of pixels changed by more than 0.1. Then every threshold method at r = 0.7 (issue 16).
+   fraction of pixels changed by more than 0.1. Then every threshold method at r = 0.7.
 2. Differential Diffusion adherence: gradient, radial and step change maps, the pack's three
    modes, ComfyUI's DifferentialDiffusion + SetLatentNoiseMask, and plain masked inpainting with
    the binarised map. CAM = Pearson correlation of the map value and the fraction of a full edit

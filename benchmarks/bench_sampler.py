@@ -1,7 +1,7 @@
 """Differential KSampler vs ComfyUI's KSampler and vs the built-in DifferentialDiffusion path.
 
 Paired runs (same model, sampler, steps, seed, latent), order rotated every round; prints the
-ratio of medians and the peak memory of each path. Goals (issue 3): vs KSampler <= 1.02 on a
+ratio of medians and the peak memory of each path. Goals: vs KSampler <= 1.02 on a
 full-size SD1.5 UNet at a 32x32 latent, <= 1.05 on the tiny UNet; vs the built-in path <= 1.00;
 peak memory <= +5 % of KSampler's.
 

@@ -1,4 +1,4 @@
-"""Every ratio of issue 10 in one command, with the device it ran on.
+"""Every speed ratio of docs/performance.md in one command, with the device it ran on.
 
     COMFYUI_PATH=~/comfy/ComfyUI ~/comfy/venv/bin/python benchmarks/run_all.py [--device cpu|cuda] [--quick]
 

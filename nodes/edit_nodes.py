@@ -1,4 +1,5 @@
-"""Nodes for mask-free editors: a change map from a before/after picture pair."""
+"""Nodes around an edit in pixel space: the change map of a before/after pair (mask-free editors), and the
+composite that puts the original pixels back where a change map is 0."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from comfy_api.latest import io
 
 from . import messages, overlays
 from .core import edits, register
-from .naming import CATEGORY, display_name, names_errors, search_aliases
+from .core import maps as maps_core
+from .core import pixels
+from .naming import IMAGE, MAPS, display_name, names_errors, search_aliases
 
 
 class ChangeMapFromEdit(io.ComfyNode):
@@ -15,7 +18,7 @@ class ChangeMapFromEdit(io.ComfyNode):
         return io.Schema(
             node_id="DDE_ChangeMapFromEdit",
             display_name="Change Map from Edit",
-            category=CATEGORY + "/maps",
+            category=MAPS,
             **search_aliases("edit composite", "difference mask", "change detection", "what changed"),
             description="What a mask-free editor (instruction editor, img2img) changed: a perceptual (CIELAB) "
                         "difference of the picture before and after, after matching the editor's global colour "
@@ -69,4 +72,47 @@ class ChangeMapFromEdit(io.ComfyNode):
         return io.NodeOutput(found.change_map, found.mask, found.aligned, ui=ui)
 
 
-NODES = [ChangeMapFromEdit]
+class CompositeByChangeMap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DDE_CompositeByChangeMap",
+            display_name="Composite Original by Change Map",
+            category=IMAGE,
+            **search_aliases("paste back", "soft inpainting composite", "composite original", "mask composite"),
+            description="After VAE decode: put the original pixels back where the map is 0 (the VAE round trip "
+                        "otherwise blurs them), blending by the map elsewhere.",
+            inputs=[
+                io.Image.Input("original", tooltip="The picture before editing."),
+                io.Image.Input("edited", tooltip="The decoded result of the differential sampler."),
+                io.Mask.Input("change_map", tooltip="The change map used for sampling (white = change)."),
+                io.Combo.Input("blend", options=["map", "changed"], default="map",
+                               tooltip="map: the edited picture shows through by the map value. changed: fully wherever "
+                               "the map is above 0, feathered inside that region."),
+                io.Int.Input("feather", default=0, min=0, max=256,
+                             tooltip="Blur radius in pixels for the blend weights (never reaches pixels where the map is 0)."),
+                io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
+                io.Float.Input("difference_threshold", default=0.0, min=0.0, max=2.0, step=0.01, optional=True,
+                               tooltip="A1111 soft inpainting: pixels the edit changed by at most this (RGB distance, "
+                               "0..1 values) come back as the original exactly; above it the map blend fades in. "
+                               "0 = off (plain map blend)."),
+                io.Float.Input("difference_contrast", default=2.0, min=0.0, max=8.0, step=0.25, optional=True,
+                               tooltip="A1111: how sharply the blend rises above the threshold (it reaches half at "
+                               "twice the threshold)."),
+                io.Float.Input("mask_influence", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="A1111: how much the map scales the threshold (1: low map values snap back "
+                               "sooner, map 1 never snaps back)."),
+            ],
+            outputs=[io.Image.Output(tooltip="The composite picture.")],
+        )
+
+    @classmethod
+    @names_errors
+    def execute(cls, original, edited, change_map, blend, feather, invert, difference_threshold=0.0,
+                difference_contrast=2.0, mask_influence=0.0) -> io.NodeOutput:
+        maps = maps_core.read_change_map(change_map, invert)
+        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather, difference_threshold,
+                                              difference_contrast, mask_influence))
+
+
+NODES = [ChangeMapFromEdit, CompositeByChangeMap]

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
+from .core import diffedit_math
 from .core.prefill import PREFILL
 from .core.schedule import MODES
 
@@ -75,4 +76,38 @@ def few_step_and_prefill_inputs() -> list:
                        "zeros. Pixels at or below the level (and every map-0 pixel) keep the original exactly."),
         io.Float.Input("prefill_above", default=0.5, min=0.0, max=1.0, step=0.01, optional=True,
                        tooltip="Map level above which prefill applies (on the latent grid)."),
+    ]
+
+
+def estimation_inputs(per_draw: str = "a draw needs 2, or 3 with cfg") -> list:
+    """DiffEdit's estimation settings (DiffEdit Mask and DiffEdit Masks): noise level, draws, seed, guidance,
+    threshold, smoothing, grow and batch size (``per_draw``: how many evaluations a draw needs, for its tooltip)."""
+    return [
+        io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
+                       tooltip="Noise level of the draws as a fraction of the model's noise range (0.5 = the "
+                       "half-way timestep, the paper's setting)."),
+        io.Int.Input("n", default=10, min=1, max=100000,
+                     tooltip="Number of noise draws averaged (paper: 10); evaluated in chunks, so any n fits in memory."),
+        seed_input(tooltip="Seed of the noise draws: the same seed gives the same mask."),
+        io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
+                       tooltip="Guidance applied to both predictions; 1 = plain conditional predictions (fastest)."),
+        io.Combo.Input("threshold_method", options=list(diffedit_math.METHODS), default="rescale",
+                       tooltip="rescale (paper): clip the top and bottom 8% of the difference, rescale to 0..1, cut "
+                       "at threshold. minmax: plain min-max then cut (no clipping of the extremes: one bright outlier shrinks the mask). clamp (diffusers' "
+                       "generate_mask): cap at clamp_ratio x mean, divide by that cap, keep what is above threshold. "
+                       "otsu: automatic cut. percentile: keep the top part."),
+        io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
+                       tooltip="Cut for rescale, minmax and clamp (paper and diffusers: 0.5); clamp keeps heat strictly above it."),
+        io.Float.Input("clamp_ratio", default=3.0, min=0.1, max=100.0, step=0.1,
+                       tooltip="clamp method: differences are capped at this x their mean and divided by that cap (diffusers' "
+                       "mask_thresholding_ratio: 3)."),
+        io.Float.Input("percentile", default=0.8, min=0.0, max=1.0, step=0.01,
+                       tooltip="percentile method: the fraction of the picture left outside the mask."),
+        io.Float.Input("smooth", default=0.0, min=0.0, max=256.0, step=0.5,
+                       tooltip="Gaussian smoothing radius in picture pixels before thresholding (0 = none)."),
+        io.Int.Input("grow", default=0, min=-256, max=256,
+                     tooltip="Grow (positive) or shrink (negative) the binary mask by this many pixels."),
+        io.Int.Input("batch_size", default=0, min=0, max=4096,
+                     tooltip=f"Model evaluations per call ({per_draw}). 0 = auto: on GPUs as many as "
+                     "memory allows, on CPU one (batching is slower there)."),
     ]

@@ -11,9 +11,8 @@ import comfy.model_management
 
 from . import overlays
 from .core import construct
-from .naming import CATEGORY, display_name, names_errors
+from .naming import MAPS, display_name, names_errors
 
-MAPS = CATEGORY + "/maps"
 MAX_SIZE = 16384
 
 

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from . import overlays
 from .core import metrics
-from .naming import CATEGORY, names_errors
+from .naming import METRICS, names_errors
 
 _HELP = {
     "correlation": "Pearson correlation of requested strength and realized change over the pixels (CAM-like; higher "
@@ -26,7 +26,7 @@ class ChangeMapAdherence(io.ComfyNode):
         return io.Schema(
             node_id="DDE_ChangeMapAdherence",
             display_name="Change Map Adherence",
-            category=CATEGORY + "/metrics",
+            category=METRICS,
             description="How closely an edit follows its change map, from pixels only: correlation of requested and "
                         "realized change, calibrated distance, leakage into keep pixels and seams on the map's "
                         "contours. Computed on the change map's grid; outputs are batch means.",

@@ -1,4 +1,4 @@
-"""Where a node's name enters: the menu category, search words, and input errors named at the node boundary.
+"""Where a node's name enters: the menu categories (one table), search words, and input errors named at the node boundary.
 
 The core raises :class:`~.core.errors.InputError` about an input; :func:`names_errors` wraps a node's
 ``execute`` so the error the user sees names the node too ("Differential KSampler: input 'change_map'
@@ -14,7 +14,15 @@ from comfy_api.latest import io
 
 from .core.errors import InputError
 
+#: the menu: the pack's root and one submenu per feature; every node's ``category`` is one of ``CATEGORIES``
 CATEGORY = "differential edit"
+SAMPLING = CATEGORY + "/sampling"      # the Differential KSamplers and the MODEL patch
+DIFFEDIT = CATEGORY + "/diffedit"      # DiffEdit masks, inversion and the several-edits estimation
+MAPS = CATEGORY + "/maps"              # change-map constructors and operations, the map of a before/after pair
+METRICS = CATEGORY + "/metrics"        # adherence metrics
+VISUALISE = CATEGORY + "/visualise"    # grids, fans, schedule pictures, heat previews
+IMAGE = CATEGORY + "/image"            # pixel-space compositing
+CATEGORIES = (SAMPLING, DIFFEDIT, MAPS, METRICS, VISUALISE, IMAGE)
 
 
 def search_aliases(*words: str) -> dict:

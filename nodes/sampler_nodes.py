@@ -1,4 +1,4 @@
-"""Differential Diffusion nodes: the two KSamplers, the MODEL patch and the pixel composite."""
+"""Differential Diffusion nodes: the two KSamplers and the MODEL patch."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from comfy_api.latest import io
 import comfy.samplers
 
 from . import differential_sampling, hooks, messages, overlays
-from .core import maps as maps_core
-from .core import pixels
 from .core.validate import check_conditioning
 from .latent_space import fitted_latent
-from .naming import CATEGORY, display_name, names_errors, search_aliases
+from .naming import SAMPLING, display_name, names_errors, search_aliases
 from .plan import ChangeMap, PlanKey, Reference
 from .inputs import (cfg_input, change_map_inputs, few_step_and_prefill_inputs, prompt_inputs, sampler_scheduler_inputs,
                      seed_input, steps_input)
@@ -39,7 +37,7 @@ class DifferentialKSampler(io.ComfyNode):
         return io.Schema(
             node_id="DDE_DifferentialKSampler",
             display_name="Differential KSampler",
-            category=CATEGORY + "/sampling",
+            category=SAMPLING,
             **search_aliases("differential diffusion", "soft inpainting", "variable denoise", "per-pixel denoise", "gradient mask inpaint"),
             description="KSampler with a change map: every pixel gets its own denoising strength (Differential "
                         "Diffusion). Pixels at 0 come out exactly as they went in; pixels at 1 are sampled as by KSampler.",
@@ -78,7 +76,7 @@ class DifferentialKSamplerAdvanced(io.ComfyNode):
         return io.Schema(
             node_id="DDE_DifferentialKSamplerAdvanced",
             display_name="Differential KSampler (Advanced)",
-            category=CATEGORY + "/sampling",
+            category=SAMPLING,
             **search_aliases("differential diffusion advanced", "soft inpainting", "variable denoise", "refiner split"),
             description="KSamplerAdvanced with a change map. The threshold schedule is global over all steps: two "
                         "nodes splitting the steps (base + refiner) give the same result as one pass.",
@@ -125,7 +123,7 @@ class ApplyChangeMap(io.ComfyNode):
         return io.Schema(
             node_id="DDE_ApplyChangeMap",
             display_name="Apply Change Map to Model",
-            category=CATEGORY + "/sampling",
+            category=SAMPLING,
             **search_aliases("differential diffusion", "soft inpainting", "variable denoise", "denoise mask"),
             description="Patch a MODEL so any sampler node (KSampler, SamplerCustomAdvanced, ...) applies this change "
                         "map. The model is cloned; a denoise-mask function already on it keeps working on top.",
@@ -149,47 +147,4 @@ class ApplyChangeMap(io.ComfyNode):
         return io.NodeOutput(hooks.patch_model(model, cmap, Reference(scheduler=scheduler)))
 
 
-class CompositeByChangeMap(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="DDE_CompositeByChangeMap",
-            display_name="Composite Original by Change Map",
-            category=CATEGORY + "/image",
-            **search_aliases("paste back", "soft inpainting composite", "composite original", "mask composite"),
-            description="After VAE decode: put the original pixels back where the map is 0 (the VAE round trip "
-                        "otherwise blurs them), blending by the map elsewhere.",
-            inputs=[
-                io.Image.Input("original", tooltip="The picture before editing."),
-                io.Image.Input("edited", tooltip="The decoded result of the differential sampler."),
-                io.Mask.Input("change_map", tooltip="The change map used for sampling (white = change)."),
-                io.Combo.Input("blend", options=["map", "changed"], default="map",
-                               tooltip="map: the edited picture shows through by the map value. changed: fully wherever "
-                               "the map is above 0, feathered inside that region."),
-                io.Int.Input("feather", default=0, min=0, max=256,
-                             tooltip="Blur radius in pixels for the blend weights (never reaches pixels where the map is 0)."),
-                io.Boolean.Input("invert", default=False, tooltip="On: the map is white = keep."),
-                io.Float.Input("difference_threshold", default=0.0, min=0.0, max=2.0, step=0.01, optional=True,
-                               tooltip="A1111 soft inpainting: pixels the edit changed by at most this (RGB distance, "
-                               "0..1 values) come back as the original exactly; above it the map blend fades in. "
-                               "0 = off (plain map blend)."),
-                io.Float.Input("difference_contrast", default=2.0, min=0.0, max=8.0, step=0.25, optional=True,
-                               tooltip="A1111: how sharply the blend rises above the threshold (it reaches half at "
-                               "twice the threshold)."),
-                io.Float.Input("mask_influence", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
-                               tooltip="A1111: how much the map scales the threshold (1: low map values snap back "
-                               "sooner, map 1 never snaps back)."),
-            ],
-            outputs=[io.Image.Output(tooltip="The composite picture.")],
-        )
-
-    @classmethod
-    @names_errors
-    def execute(cls, original, edited, change_map, blend, feather, invert, difference_threshold=0.0,
-                difference_contrast=2.0, mask_influence=0.0) -> io.NodeOutput:
-        maps = maps_core.read_change_map(change_map, invert)
-        return io.NodeOutput(pixels.composite(original, edited, maps, blend, feather, difference_threshold,
-                                              difference_contrast, mask_influence))
-
-
-NODES = [DifferentialKSampler, DifferentialKSamplerAdvanced, ApplyChangeMap, CompositeByChangeMap]
+NODES = [DifferentialKSampler, DifferentialKSamplerAdvanced, ApplyChangeMap]

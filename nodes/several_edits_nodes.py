@@ -10,9 +10,9 @@ from .core import maps as maps_core
 from .core import pixels, visual
 from .core.errors import InputError
 from .core.validate import check_conditioning
-from .diffedit_nodes import CAT, estimation_inputs
+from .inputs import estimation_inputs
 from .latent_space import model_latent, pixels_per_cell
-from .naming import display_name, names_errors, search_aliases
+from .naming import DIFFEDIT, display_name, names_errors, search_aliases
 
 EditConcepts = io.Custom(several_edits.IO_TYPE)
 
@@ -23,7 +23,7 @@ class EditConcept(io.ComfyNode):
         return io.Schema(
             node_id="DDE_EditConcept",
             display_name="Edit Concept",
-            category=CAT,
+            category=DIFFEDIT,
             **search_aliases("edit concept", "several edits", "multiple edits", "ledits", "multi edit"),
             description="One edit of several: what a region should become (query), what it shows now (reference) and "
                         "how strongly it changes. Chain Edit Concepts into DiffEdit Masks (several edits).",
@@ -56,7 +56,7 @@ class DiffEditMasks(io.ComfyNode):
         return io.Schema(
             node_id="DDE_DiffEditMasks",
             display_name="DiffEdit Masks (several edits)",
-            category=CAT,
+            category=DIFFEDIT,
             **search_aliases("several edits", "multiple edits", "multi mask", "ledits", "regional diffedit", "auto mask"),
             description="Several DiffEdit masks from one estimation (the same noise draws and batched model calls for "
                         "every concept), then one edit: each concept's query conditions its own region (regional "

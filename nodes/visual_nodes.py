@@ -16,11 +16,10 @@ from .core.errors import InputError, describe
 from .core.schedule import MODES, free_steps
 from .core.validate import check_choice, check_conditioning
 from .latent_space import fitted_latent, model_latent, pixels_per_cell
-from .naming import CATEGORY, display_name, names_errors, search_aliases
+from .naming import VISUALISE, display_name, names_errors, search_aliases
 from .plan import ChangeMap, PlanKey
 from .inputs import cfg_input, mode_input, prompt_inputs, sampler_scheduler_inputs, seed_input, steps_input
 
-CAT = CATEGORY + "/visualise"
 
 
 def _sampling_inputs() -> list:
@@ -40,7 +39,7 @@ class StrengthFan(io.ComfyNode):
         return io.Schema(
             node_id="DDE_StrengthFan",
             display_name="Strength Fan",
-            category=CAT,
+            category=VISUALISE,
             **search_aliases("denoise sweep", "strength comparison", "denoise grid"),
             description="The paper's Strength Fan: one picture edited at k uniform strengths in one batched run (every "
                         "panel shares the same noise), decoded and laid out as a labelled grid or as one fan-shaped "
@@ -102,7 +101,7 @@ class SchedulePreview(io.ComfyNode):
         return io.Schema(
             node_id="DDE_SchedulePreview",
             display_name="Change Map Schedule Preview",
-            category=CAT,
+            category=VISUALISE,
             **search_aliases("change map preview", "denoise schedule preview"),
             is_output_node=True,   # a preview: it runs and shows its picture on itself without a node after it
             description="What a change map will do with this model, sampler, scheduler, steps and mode, before sampling: "

@@ -1,4 +1,4 @@
-"""Issue 13's capabilities on real ComfyUI sampling: continuous strength on few-step runs, pre-fill
+"""The editing capabilities on real ComfyUI sampling: continuous strength on few-step runs, pre-fill
 for new content, a change map from a before/after pair feeding the composite.
 
 The analytic world gives the right answers (eps and flow families)."""
@@ -11,15 +11,16 @@ from dde_world.probes import spearman
 
 @pytest.fixture(scope="module")
 def dk(comfy):
-    node = comfy.node("DDE_DifferentialKSampler")
 
     def run(model, src, cmap, pos, neg, mode="step", steps=4, sampler="euler", scheduler="normal", seed=0, cfg=1.0,
             softness=0.0, fractional=False, prefill="original", prefill_above=0.5, same_noise=False):
         latent = {"samples": src}
         if same_noise:   # every image of the batch gets the noise of image 0
             latent["batch_index"] = [0] * src.shape[0]
-        out = node.execute(model, seed, steps, cfg, sampler, scheduler, pos, neg, latent, 1.0, cmap, mode,
-                           False, 1.0, softness, fractional, prefill, prefill_above)[0]
+        out = comfy.run_node("DDE_DifferentialKSampler", model=model, seed=seed, steps=steps, cfg=cfg,
+                             sampler_name=sampler, scheduler=scheduler, positive=pos, negative=neg, latent_image=latent,
+                             denoise=1.0, change_map=cmap, mode=mode, invert=False, strength=1.0, softness=softness,
+                             fractional=fractional, prefill=prefill, prefill_above=prefill_above)[0]
         return out["samples"]
 
     return run
@@ -129,14 +130,16 @@ def test_fractional_keeps_map_zero_exact_and_map_one_equal_to_ksampler(comfy, cw
 
 
 def test_fractional_split_advanced_equals_one_pass(comfy, cw, world, conds):
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
     model = cw.make_model(world, "eps")
     latent = {"samples": world.latent(0)}
     cmap = column_ramp([i / 31 for i in range(32)])
 
     def run(lat, add_noise, start, end, leftover):
-        return adv.execute(model, add_noise, 7, 6, 1.0, "euler", "normal", conds["graded"], conds["uncond"], lat, start,
-                           end, leftover, cmap, "step", False, 1.0, 0.0, True, "original", 0.5)[0]
+        return comfy.run_node("DDE_DifferentialKSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=7,
+                              steps=6, cfg=1.0, sampler_name="euler", scheduler="normal", positive=conds["graded"],
+                              negative=conds["uncond"], latent_image=lat, start_at_step=start, end_at_step=end,
+                              return_with_leftover_noise=leftover, change_map=cmap, mode="step", invert=False,
+                              strength=1.0, softness=0.0, fractional=True, prefill="original", prefill_above=0.5)[0]
 
     one = run(latent, "enable", 0, 10000, "disable")
     second = run(run(latent, "enable", 0, 3, "enable"), "disable", 3, 10000, "disable")
@@ -192,15 +195,17 @@ def test_prefill_below_its_level_changes_nothing(comfy, cw, world, dk, conds, st
 
 
 def test_prefill_split_advanced_equals_one_pass(comfy, cw, world, conds, strong_object):
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
     model = cw.make_model(world, "eps")
     src, region, _ = strong_object
     cmap = torch.zeros(1, 32, 32)
     cmap[:, region] = 0.7
     for method in ("fill", "latent noise"):
         def run(lat, add_noise, start, end, leftover):
-            return adv.execute(model, add_noise, 3, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], lat,
-                               start, end, leftover, cmap, "step", False, 1.0, 0.0, False, method, 0.5)[0]
+            return comfy.run_node("DDE_DifferentialKSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=3,
+                                  steps=10, cfg=1.0, sampler_name="euler", scheduler="normal", positive=conds["graded"],
+                                  negative=conds["uncond"], latent_image=lat, start_at_step=start, end_at_step=end,
+                                  return_with_leftover_noise=leftover, change_map=cmap, mode="step", invert=False,
+                                  strength=1.0, softness=0.0, fractional=False, prefill=method, prefill_above=0.5)[0]
 
         one = run({"samples": src}, "enable", 0, 10000, "disable")
         second = run(run({"samples": src}, "enable", 0, 6, "enable"), "disable", 6, 10000, "disable")
@@ -214,16 +219,19 @@ def test_change_map_from_edit_feeds_the_composite_pixel_exact(comfy):
     from dde_world.edits import synthetic_edit
 
     before, after, region = synthetic_edit(seed=3)
-    cmap, mask, _ = comfy.node("DDE_ChangeMapFromEdit").execute(before, after, "affine", 6.0, 15.0, 0, 0).args
-    comp = comfy.node("DDE_CompositeByChangeMap")
-    out = comp.execute(before, after, cmap, "map", 0, False)[0]
+    cmap, mask, _ = comfy.run_node("DDE_ChangeMapFromEdit", before=before, after=after, color_match="affine",
+                                noise_floor=6.0, full_change=15.0, grow=0, softness=0).args
+    out = comfy.run_node("DDE_CompositeByChangeMap", original=before, edited=after, change_map=cmap, blend="map",
+                         feather=0, invert=False)[0]
     keep = cmap[0] == 0
     assert keep[~region].float().mean() > 0.99
     assert torch.equal(out[0][keep], before[0][keep])
     assert torch.equal(out[0][mask[0] > 0.5][cmap[0][mask[0] > 0.5] == 1.0],
                        after[0][mask[0] > 0.5][cmap[0][mask[0] > 0.5] == 1.0])
     # the A1111 threshold on top: the editor's global shift (a few % per pixel) snaps back everywhere
-    snapped = comp.execute(before, after, torch.ones_like(cmap), "map", 0, False, 0.15, 2.0, 0.0)[0]
+    snapped = comfy.run_node("DDE_CompositeByChangeMap", original=before, edited=after,
+                             change_map=torch.ones_like(cmap), blend="map", feather=0, invert=False,
+                             difference_threshold=0.15, difference_contrast=2.0, mask_influence=0.0)[0]
     d = (after - before).norm(dim=-1)
     assert torch.equal(snapped[0][d[0] <= 0.15], before[0][d[0] <= 0.15])
     assert (snapped[0][region] - after[0][region]).abs().max() < 0.02

@@ -200,17 +200,17 @@ def test_decode_puts_back_the_inverted_latent_of_exactly_the_current_level(comfy
 
 
 def test_sampler_object_in_sampler_custom_advanced_matches_the_edit_node(comfy, cw, world, edit_node):
-    nodes = comfy.nodes.NODE_CLASS_MAPPINGS
     model = cw.make_model(world, "flow")
     src = world.latent(2)
     mask = gt_mask(world, 2).unsqueeze(0)
     q, r = cw.conditioning(world, world.query_id(2)), cw.conditioning(world, world.reference_id(2))
     neg = comfy.module("nodes.diffedit_sampling").zero_out(q)
-    sampler = comfy.node("DDE_DiffEditSampler").execute(mask, 2, False, r)[0]
-    guider = nodes["CFGGuider"].execute(model, q, neg, 3.0)[0]
-    sigmas = nodes["BasicScheduler"].execute(model, "normal", 20, 0.8)[0]
-    noise = nodes["DisableNoise"].execute()[0]
-    out = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": src})[0]["samples"]
+    sampler = comfy.run_node("DDE_DiffEditSampler", mask=mask, refine=2, invert=False, reference=r)[0]
+    guider = comfy.run_node("CFGGuider", model=model, positive=q, negative=neg, cfg=3.0)[0]
+    sigmas = comfy.run_node("BasicScheduler", model=model, scheduler="normal", steps=20, denoise=0.8)[0]
+    noise = comfy.run_node("DisableNoise")[0]
+    out = comfy.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                         latent_image={"samples": src})[0]["samples"]
     ref = edit_node(model, q, src, mask, cfg=3.0, reference=r)
     region = world.scenes[2].region
     assert (out - ref).abs().max().item() <= 1e-5
@@ -239,18 +239,18 @@ def test_mask_does_not_depend_on_batch_size(cw, world, mask_node):
 
 
 def test_sampler_without_reference_inverts_with_the_zeroed_query(comfy, cw, world):
-    nodes = comfy.nodes.NODE_CLASS_MAPPINGS
     model = cw.make_model(world, "eps")
     q = cw.conditioning(world, world.query_id(0))
     zero = comfy.module("nodes.diffedit_sampling").zero_out(q)
     mask = gt_mask(world, 0).unsqueeze(0)
-    sigmas = nodes["BasicScheduler"].execute(model, "normal", 10, 0.8)[0]
-    noise = nodes["DisableNoise"].execute()[0]
+    sigmas = comfy.run_node("BasicScheduler", model=model, scheduler="normal", steps=10, denoise=0.8)[0]
+    noise = comfy.run_node("DisableNoise")[0]
     outs = []
     for reference in (None, zero):
-        sampler = comfy.node("DDE_DiffEditSampler").execute(mask, 1, False, reference)[0]
-        guider = nodes["CFGGuider"].execute(model, q, zero, 2.0)[0]
-        outs.append(nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": world.latent(0)})[0])
+        sampler = comfy.run_node("DDE_DiffEditSampler", mask=mask, refine=1, invert=False, reference=reference)[0]
+        guider = comfy.run_node("CFGGuider", model=model, positive=q, negative=zero, cfg=2.0)[0]
+        outs.append(comfy.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                                   latent_image={"samples": world.latent(0)})[0])
     assert torch.equal(outs[0]["samples"], outs[1]["samples"])
 
 

@@ -21,6 +21,20 @@ def test_every_node_has_a_help_page_and_a_readme_line(comfy):
     assert [n for n in comfy.pack_ids if f"(`{n}`)" not in readme] == []
 
 
+def test_every_node_is_in_the_menu_category_the_readme_lists_it_under(comfy):
+    """The README's node list, heading by heading, is the menu: each node's schema category is its heading, and
+    every category is one of the pack's table (``naming.CATEGORIES``), each used by some node."""
+    listed, heading = {}, None
+    for line in _read(os.path.join(PACK_ROOT, "README.md")).split("## Nodes", 1)[1].split("\n## ", 1)[0].splitlines():
+        if re.fullmatch(r"\*\*differential edit/\w+\*\*", line):
+            heading = line.strip("*")
+        for node_id in re.findall(r"\(`(DDE_\w+)`\)", line):
+            listed[node_id] = heading
+    actual = {n: comfy.node(n).GET_SCHEMA().category for n in comfy.pack_ids}
+    assert listed == actual
+    assert sorted(set(actual.values())) == sorted(comfy.module("nodes.naming").CATEGORIES)
+
+
 def test_links_and_pictures_in_the_docs_exist():
     broken = []
     for doc in [os.path.join(PACK_ROOT, "README.md"), *glob.glob(os.path.join(PACK_ROOT, "docs", "*.md"))]:

@@ -60,17 +60,17 @@ def run(comfy):
     """The pack's nodes and ComfyUI's sampler nodes as plain functions."""
     import nodes
 
-    dk = comfy.node("DDE_DifferentialKSampler")
-    apply = comfy.node("DDE_ApplyChangeMap")
-    m = nodes.NODE_CLASS_MAPPINGS
 
     class Run:
         @staticmethod
         def dk(f, cmap, mode="step", sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, strength=1.0,
                fractional=False, steps=STEPS):
             latent = latent if latent is not None else {"samples": f.latent}
-            return dk.execute(f.model, seed, steps, cfg, sampler, "normal", pos or f.positive, neg or f.negative, latent,
-                              1.0, cmap, mode, False, strength, 0.0, fractional)[0]["samples"]
+            return comfy.run_node("DDE_DifferentialKSampler", model=f.model, seed=seed, steps=steps, cfg=cfg,
+                                  sampler_name=sampler, scheduler="normal", positive=pos or f.positive,
+                                  negative=neg or f.negative, latent_image=latent, denoise=1.0, change_map=cmap,
+                                  mode=mode, invert=False, strength=strength, softness=0.0,
+                                  fractional=fractional)[0]["samples"]
 
         @staticmethod
         def ksampler(model, f, sampler="euler", cfg=2.0, seed=3, latent=None, pos=None, neg=None, steps=STEPS):
@@ -80,15 +80,17 @@ def run(comfy):
 
         @staticmethod
         def patched(f, cmap, mode="step"):
-            return apply.execute(f.model, cmap, mode, False, 1.0, 0.0, "normal")[0]
+            return comfy.run_node("DDE_ApplyChangeMap", model=f.model, change_map=cmap, mode=mode, invert=False,
+                                  strength=1.0, softness=0.0, scheduler="normal")[0]
 
         @staticmethod
         def custom_advanced(model, f, cfg=2.0, seed=3):
-            noise = m["RandomNoise"].execute(seed)[0]
-            guider = m["CFGGuider"].execute(model, f.positive, f.negative, cfg)[0]
-            sampler = m["KSamplerSelect"].execute("euler")[0]
-            sigmas = m["BasicScheduler"].execute(model, "normal", STEPS, 1.0)[0]
-            return m["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": f.latent})[0]["samples"]
+            noise = comfy.run_node("RandomNoise", noise_seed=seed)[0]
+            guider = comfy.run_node("CFGGuider", model=model, positive=f.positive, negative=f.negative, cfg=cfg)[0]
+            sampler = comfy.run_node("KSamplerSelect", sampler_name="euler")[0]
+            sigmas = comfy.run_node("BasicScheduler", model=model, scheduler="normal", steps=STEPS, denoise=1.0)[0]
+            return comfy.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                                  latent_image={"samples": f.latent})[0]["samples"]
 
     return Run
 
@@ -216,8 +218,9 @@ def test_inpaint_concat_mask_is_the_users_mask_times_the_step_mask(comfy, run, i
     model, rec = _recording(f.model)
     cmap = _map(f, 0.5)
     cmap[..., :, : cmap.shape[-1] // 2] = 1.0        # left: free from step 0; right: from step ceil(2 * 0.5) = 1
-    comfy.node("DDE_DifferentialKSampler").execute(model, 3, STEPS, 2.0, "euler", "normal", pos, neg, latent, 1.0, cmap,
-                                                   "step", False, 1.0, 0.0)
+    comfy.run_node("DDE_DifferentialKSampler", model=model, seed=3, steps=STEPS, cfg=2.0, sampler_name="euler",
+                   scheduler="normal", positive=pos, negative=neg, latent_image=latent, denoise=1.0, change_map=cmap,
+                   mode="step", invert=False, strength=1.0, softness=0.0)
     user = torch.nn.functional.interpolate(mask[:, None], size=f.latent.shape[-2:], mode="area")[:, 0].round()
     w = f.latent.shape[-1] // 2
     assert len(rec) == STEPS
@@ -239,8 +242,9 @@ def test_per_token_timesteps_follow_the_step_mask(comfy, fam, name):
     cmap = _map(f, 0.5)
     cmap[..., : cmap.shape[-1] // 2] = 1.0           # left free from step 0, right from step 2 of 4
     steps = 4
-    comfy.node("DDE_DifferentialKSampler").execute(model, 3, steps, 1.0, "euler", "normal", f.positive, f.negative,
-                                                   {"samples": f.latent}, 1.0, cmap, "step", False, 1.0, 0.0)
+    comfy.run_node("DDE_DifferentialKSampler", model=model, seed=3, steps=steps, cfg=1.0, sampler_name="euler",
+                   scheduler="normal", positive=f.positive, negative=f.negative, latent_image={"samples": f.latent},
+                   denoise=1.0, change_map=cmap, mode="step", invert=False, strength=1.0, softness=0.0)
     base = f.model.model
     ms = base.model_sampling
     import comfy.samplers as cs
@@ -278,8 +282,9 @@ def test_diffedit_mask_and_edit(comfy, fam, name, frames):
     assert torch.equal(per_picture.amin(1), torch.zeros(b)) and torch.equal(per_picture.amax(1), torch.ones(b))
     assert torch.equal(mask.reshape(b, -1).amax(1), torch.ones(b)) and torch.equal(mask.reshape(b, -1).amin(1), torch.zeros(b))
     edit_mask = _half(f)
-    out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, {"samples": f.latent}, edit_mask, STEPS, 0.8, 1.0,
-                                                 "normal", 0, False, f.negative, None)[0]["samples"]
+    out = comfy.run_node("DDE_DiffEditEdit", model=f.model, query=f.positive, latent={"samples": f.latent},
+                         mask=edit_mask, steps=STEPS, encode_ratio=0.8, cfg=1.0, scheduler="normal", refine=0,
+                         invert=False, reference=f.negative)[0]["samples"]
     assert out.shape == f.latent.shape
     assert torch.equal(out[..., : w // 2], f.latent[..., : w // 2])
     assert not torch.equal(out[..., w // 2:], f.latent[..., w // 2:])
@@ -290,17 +295,19 @@ def test_strength_fan_and_schedule_preview(comfy, fam, vaes, run, name, frames):
     f = fam(name, frames)
     t = f.latent.shape[2] if f.latent.ndim == 5 else 1
     h, w = f.latent.shape[-2:]
-    picture, effective, start = comfy.node("DDE_SchedulePreview").execute(
-        f.model, _half(f), STEPS, "euler", "normal", 1.0, "step", False, {"samples": f.latent})
+    picture, effective, start = comfy.run_node("DDE_SchedulePreview", model=f.model, change_map=_half(f), steps=STEPS,
+                                               sampler_name="euler", scheduler="normal", denoise=1.0, mode="step",
+                                               invert=False, latent_image={"samples": f.latent})
     assert effective.shape == start.shape == (t, h, w)
     assert torch.equal(effective[..., : w // 2], torch.zeros_like(effective[..., : w // 2]))
     assert torch.equal(effective[..., w // 2:], torch.ones_like(effective[..., w // 2:]))
     vae = vaes(name)
     if vae is None:
         pytest.skip(f"{name}: no small VAE of its latent channels that ComfyUI can build (Strength Fan needs one)")
-    fan, panels, latents = comfy.node("DDE_StrengthFan").execute(
-        f.model, 3, STEPS, "euler", "normal", 2.0, f.positive, f.negative, {"samples": f.latent}, vae, "0, 1", "step",
-        "grid", 0)
+    fan, panels, latents = comfy.run_node("DDE_StrengthFan", model=f.model, seed=3, steps=STEPS, sampler_name="euler",
+                                          scheduler="normal", cfg=2.0, positive=f.positive, negative=f.negative,
+                                          latent_image={"samples": f.latent}, vae=vae, strengths="0, 1", mode="step",
+                                          layout="grid", columns=0)
     lat = latents["samples"]
     assert torch.equal(lat[0:1], f.latent)
     # strength 1 is KSampler on the same batch (one noise for both panels; ComfyUI is not batch-size invariant),
@@ -321,24 +328,24 @@ def test_strength_fan_and_schedule_preview(comfy, fam, vaes, run, name, frames):
 def test_qwen_image_takes_the_4d_latent_of_empty_sd3_latent_image(comfy, fam, vaes, run):
     """EmptySD3LatentImage gives Qwen-Image a 4-D 16-channel latent of zeros; KSampler makes it (B,16,1,H,W)
     (``fix_empty_latent_channels``) and every pack node does the same."""
-    import nodes
-
     f = fam("qwen_image")
-    empty = nodes.NODE_CLASS_MAPPINGS["EmptySD3LatentImage"]().execute(64, 64, 1)
-    empty = empty[0] if isinstance(empty, tuple) else empty.result[0]
+    empty = comfy.run_node("EmptySD3LatentImage", width=64, height=64, batch_size=1)[0]
     assert empty["samples"].shape == (1, 16, 8, 8)
     heat, mask, _, _ = comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive, latent=empty, n=2,
                                       reference=f.negative)
     assert heat.shape == mask.shape == (1, 64, 64) and torch.isfinite(heat).all()
-    out = comfy.node("DDE_DiffEditEdit").execute(f.model, f.positive, empty, _half(f), STEPS, 0.8, 1.0, "normal", 0, False,
-                                                 f.negative, None)[0]["samples"]
+    out = comfy.run_node("DDE_DiffEditEdit", model=f.model, query=f.positive, latent=empty, mask=_half(f), steps=STEPS,
+                         encode_ratio=0.8, cfg=1.0, scheduler="normal", refine=0, invert=False,
+                         reference=f.negative)[0]["samples"]
     assert out.shape == (1, 16, 1, 8, 8) and torch.equal(out[..., :4], torch.zeros_like(out[..., :4]))
-    _, effective, _ = comfy.node("DDE_SchedulePreview").execute(f.model, _half(f), STEPS, "euler", "normal", 1.0, "step",
-                                                                False, empty)
+    _, effective, _ = comfy.run_node("DDE_SchedulePreview", model=f.model, change_map=_half(f), steps=STEPS,
+                                     sampler_name="euler", scheduler="normal", denoise=1.0, mode="step", invert=False,
+                                     latent_image=empty)
     assert effective.shape == (1, 8, 8)
-    fan, panels, latents = comfy.node("DDE_StrengthFan").execute(
-        f.model, 3, STEPS, "euler", "normal", 1.0, f.positive, f.negative, empty, vaes("qwen_image"), "0, 1", "step",
-        "grid", 0)
+    fan, panels, latents = comfy.run_node("DDE_StrengthFan", model=f.model, seed=3, steps=STEPS, sampler_name="euler",
+                                          scheduler="normal", cfg=1.0, positive=f.positive, negative=f.negative,
+                                          latent_image=empty, vae=vaes("qwen_image"), strengths="0, 1", mode="step",
+                                          layout="grid", columns=0)
     assert latents["samples"].shape == (2, 16, 1, 8, 8) and torch.equal(latents["samples"][0], torch.zeros(16, 1, 8, 8))
     assert panels.ndim == 4 and panels.shape[0] == 2 and fan.shape[0] == 1
     ref = run.ksampler(f.model, f, cfg=1.0, latent={"samples": empty["samples"].repeat(2, 1, 1, 1), "batch_index": [0, 0]})
@@ -348,11 +355,12 @@ def test_qwen_image_takes_the_4d_latent_of_empty_sd3_latent_image(comfy, fam, va
 def test_video_diffedit_masks_are_per_frame_and_smooth_over_time(comfy, fam):
     """Two latent frames: one heat per frame from the same draws; temporal smoothing mixes the frames' differences."""
     f = fam("wan21", 2)
-    node = comfy.node("DDE_DiffEditMask")
 
     def heat(temporal):
-        return node.execute(f.model, f.positive, {"samples": f.latent}, 0.5, 2, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0,
-                            f.negative, None, None, temporal)[0]
+        return comfy.run_node("DDE_DiffEditMask", model=f.model, query=f.positive, latent={"samples": f.latent},
+                              strength=0.5, n=2, seed=0, cfg=1.0, threshold_method="rescale", threshold=0.5,
+                              clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0, batch_size=0, reference=f.negative,
+                              temporal_smooth=temporal)[0]
 
     alone, smoothed = heat(0), heat(1)
     assert alone.shape == smoothed.shape == (2, 64, 64)
@@ -365,10 +373,14 @@ def test_video_diffedit_masks_are_per_frame_and_smooth_over_time(comfy, fam):
 def test_advanced_split_keeps_the_black_half_and_continues_the_schedule(comfy, fam, name, frames):
     """Differential KSampler (Advanced) in two parts (leftover noise, then add_noise disable): black half bit-exact."""
     f = fam(name, frames)
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
-    args = (3, 4, 1.0, "euler", "normal", f.positive, f.negative)
-    first = adv.execute(f.model, "enable", *args, {"samples": f.latent}, 0, 2, "enable", _half(f), "step", False, 1.0, 0.0)[0]
-    out = adv.execute(f.model, "disable", *args, first, 2, 10000, "disable", _half(f), "step", False, 1.0, 0.0)[0]["samples"]
+    same = dict(model=f.model, noise_seed=3, steps=4, cfg=1.0, sampler_name="euler", scheduler="normal",
+                positive=f.positive, negative=f.negative, change_map=_half(f), mode="step", invert=False, strength=1.0,
+                softness=0.0)
+    first = comfy.run_node("DDE_DifferentialKSamplerAdvanced", **same, add_noise="enable",
+                           latent_image={"samples": f.latent}, start_at_step=0, end_at_step=2,
+                           return_with_leftover_noise="enable")[0]
+    out = comfy.run_node("DDE_DifferentialKSamplerAdvanced", **same, add_noise="disable", latent_image=first,
+                         start_at_step=2, end_at_step=10000, return_with_leftover_noise="disable")[0]["samples"]
     w = f.latent.shape[-1] // 2
     assert torch.equal(out[..., :w], f.latent[..., :w])
     assert torch.isfinite(out).all() and not torch.equal(out[..., w:], f.latent[..., w:])
@@ -437,14 +449,14 @@ def test_nested_audio_video_latent_is_refused(comfy, fam):
 
     f = fam("ltxav")
     audio = {"samples": torch.zeros(1, 8, 5, 16)}
-    av = nodes.NODE_CLASS_MAPPINGS["LTXVConcatAVLatent"].execute({"samples": f.latent}, audio)
-    av = av[0] if isinstance(av, tuple) else av.result[0]
+    av = comfy.run_node("LTXVConcatAVLatent", video_latent={"samples": f.latent}, audio_latent=audio)[0]
     assert av["samples"].is_nested
     for node, input_name, run in _refusals(comfy, f.model, av, f.positive):
         with pytest.raises(ValueError) as error:
             run()
         assert str(error.value).startswith(f"{node}: input '{input_name}' expected an image LATENT"), str(error.value)
-    patched = comfy.node("DDE_ApplyChangeMap").execute(f.model, _map(f, 0.5), "step", False, 1.0, 0.0, "normal")[0]
+    patched = comfy.run_node("DDE_ApplyChangeMap", model=f.model, change_map=_map(f, 0.5), mode="step", invert=False,
+                             strength=1.0, softness=0.0, scheduler="normal")[0]
     with pytest.raises(ValueError, match="input 'latent_image' expected a single latent \\(not a nested multi-part"):
         nodes.KSampler().sample(patched, 3, STEPS, 1.0, "euler", "normal", f.positive, f.negative, av)
 
@@ -462,8 +474,8 @@ def test_nodes_without_a_picture_size_it_by_the_models_pixels_per_latent_cell(co
     assert heat.shape == mask.shape == (1, ratio * h, ratio * w) and shown.shape == (1, ratio * h, ratio * w, 3)
     cmap = torch.zeros(1, 64, 64)
     cmap[..., 32:] = 1.0
-    preview = comfy.node("DDE_SchedulePreview")
-    _, effective, _ = preview.execute(f.model, cmap, STEPS, "euler", "normal", 1.0, "step", False)
+    _, effective, _ = comfy.run_node("DDE_SchedulePreview", model=f.model, change_map=cmap, steps=STEPS,
+                                     sampler_name="euler", scheduler="normal", denoise=1.0, mode="step", invert=False)
     cells = 64 // ratio
     assert effective.shape == (1, cells, cells)
     assert torch.equal(effective[..., cells // 2:], torch.ones_like(effective[..., cells // 2:]))

@@ -41,8 +41,9 @@ def test_diffedit_is_exact_outside_the_mask_and_beats_no_edit_widely(comfy, lear
     heat, mask, area = ed.mask(pictures, source, target)                    # the node's defaults
     assert area == pytest.approx(float(mask.mean()))
     latent = {"samples": digits.encode(pictures)}
-    out = comfy.node("DDE_DiffEditEdit").execute(ed.model, E.cond(target), latent, mask, E.STEPS, 0.7, E.CFG, "normal", 2,
-                                                 False, E.cond(source), E.null(N))[0]["samples"]
+    out = comfy.run_node("DDE_DiffEditEdit", model=ed.model, query=E.cond(target), latent=latent, mask=mask,
+                         steps=E.STEPS, encode_ratio=0.7, cfg=E.CFG, scheduler="normal", refine=2, invert=False,
+                         reference=E.cond(source), negative=E.null(N))[0]["samples"]
     keep = torch.nn.functional.avg_pool2d(mask.unsqueeze(1), 2)[:, 0] == 0   # latent cells with no masked pixel
     assert int(keep.sum()) > 0
     assert torch.equal(out.permute(0, 2, 3, 1)[keep], latent["samples"].permute(0, 2, 3, 1)[keep])
@@ -76,15 +77,17 @@ def test_digit_test_nodes_compose_with_the_pack(comfy, learned):
     from dde_world import testnodes
 
     digits = learned[0]
-    image, label = testnodes.DigitPicture.execute(3).args
+    image, label = testnodes.DigitPicture.execute(index=3).args
     x, y, splits = digits.dataset()
     assert torch.equal(image[0, ..., 0], x[int(splits["test"][3])]) and label == int(y[int(splits["test"][3])])
-    latent = testnodes.DigitsEncode.execute(image).args[0]
-    assert torch.equal(testnodes.DigitsDecode.execute(latent).args[0], image)
+    latent = testnodes.DigitsEncode.execute(image=image).args[0]
+    assert torch.equal(testnodes.DigitsDecode.execute(samples=latent).args[0], image)
     model = testnodes.DigitsModel.execute().args[0]
     target = (label + 1) % 10
-    heat, mask, _, area = comfy.node("DDE_DiffEditMask").execute(
-        model, testnodes.DigitCondition.execute(target).args[0], latent, 0.5, 10, 0, 1.0, "rescale", 0.5, 3.0, 0.8, 0.0, 0, 0,
-        testnodes.DigitCondition.execute(label).args[0], None, image)
+    heat, mask, _, area = comfy.run_node("DDE_DiffEditMask", model=model,
+                                         query=testnodes.DigitCondition.execute(digit=target).args[0], latent=latent,
+                                         strength=0.5, n=10, seed=0, cfg=1.0, threshold_method="rescale", threshold=0.5,
+                                         clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0, batch_size=0,
+                                         reference=testnodes.DigitCondition.execute(digit=label).args[0], image=image)
     assert mask.shape == (1, 16, 16) and 0.0 < area < 1.0
-    assert torch.equal(testnodes.DigitCondition.execute(-1).args[0][0][0], torch.zeros(1, 1, 10))
+    assert torch.equal(testnodes.DigitCondition.execute(digit=-1).args[0][0][0], torch.zeros(1, 1, 10))

@@ -125,10 +125,10 @@ def test_adherence_node_ranks_a_correct_edit_above_a_wrong_one(comfy, Err):
     up = comfy.module("nodes.core.maps").resize_maps(change_map, (64, 64)).unsqueeze(-1)
     correct = original + 0.4 * up
     wrong = original + 0.4 * (1 - up)
-    node = comfy.node("DDE_ChangeMapAdherence")
-    good = node.execute(original=original, result=correct, change_map=change_map, smooth=0, invert=False,
-                        calibration="")
-    bad = node.execute(original=original, result=wrong, change_map=change_map, smooth=0, invert=False)
+    good = comfy.run_node("DDE_ChangeMapAdherence", original=original, result=correct, change_map=change_map, smooth=0,
+                          invert=False, calibration="")
+    bad = comfy.run_node("DDE_ChangeMapAdherence", original=original, result=wrong, change_map=change_map, smooth=0,
+                         invert=False)
     names = ["correlation", "spearman", "distance", "leakage", "leakage_max", "seam", "mean_change"]
     g_vals, b_vals = dict(zip(names, good.args[:7])), dict(zip(names, bad.args[:7]))
     assert all(isinstance(v, float) for v in g_vals.values())
@@ -141,11 +141,12 @@ def test_adherence_node_ranks_a_correct_edit_above_a_wrong_one(comfy, Err):
     assert (realized - change_map).abs().max().item() < 0.02   # only the ramp's kinks differ (bilinear up, area down)
     entry = good.ui["dde_overlay"][0]
     assert entry["base"] is not None and entry["label"] == "realized change"
-    calibrated = node.execute(original=original, result=correct, change_map=change_map, smooth=1, invert=False,
-                              calibration="0:0\n1:0.4")
+    calibrated = comfy.run_node("DDE_ChangeMapAdherence", original=original, result=correct, change_map=change_map,
+                                smooth=1, invert=False, calibration="0:0\n1:0.4")
     assert "2-point" in calibrated.args[7] and calibrated.args[2] < 0.02
-    flipped = node.execute(original=original, result=wrong, change_map=change_map, smooth=0, invert=True)
+    flipped = comfy.run_node("DDE_ChangeMapAdherence", original=original, result=wrong, change_map=change_map, smooth=0,
+                             invert=True)
     assert flipped.args[0] > 0.99
     with pytest.raises(Err, match=r"^Change Map Adherence: input 'calibration' expected pairs of two numbers"):
-        node.execute(original=original, result=correct, change_map=change_map, smooth=0, invert=False,
-                     calibration="0.5")
+        comfy.run_node("DDE_ChangeMapAdherence", original=original, result=correct, change_map=change_map, smooth=0,
+                       invert=False, calibration="0.5")

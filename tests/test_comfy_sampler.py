@@ -107,14 +107,16 @@ def test_half_map_keeps_the_zero_half_bit_exact_and_changes_the_other(comfy, cw,
 @pytest.mark.parametrize("family", ["eps", "flow"])
 @pytest.mark.parametrize("sampler,mode", [("euler", "step"), ("heun", "denoise"), ("euler", "timestep")])
 def test_split_advanced_equals_one_pass(comfy, cw, world, conds, family, sampler, mode):
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
     model = cw.make_model(world, family)
     latent = {"samples": world.latent(0)}
     cmap = level_map()
 
     def run(lat, add_noise, start, end, leftover):
-        return adv.execute(model, add_noise, 7, 12, 1.0, sampler, "normal", conds["graded"], conds["uncond"], lat, start, end,
-                           leftover, cmap, mode, False, 1.0, 0.0)[0]
+        return comfy.run_node("DDE_DifferentialKSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=7,
+                              steps=12, cfg=1.0, sampler_name=sampler, scheduler="normal", positive=conds["graded"],
+                              negative=conds["uncond"], latent_image=lat, start_at_step=start, end_at_step=end,
+                              return_with_leftover_noise=leftover, change_map=cmap, mode=mode, invert=False,
+                              strength=1.0, softness=0.0)[0]
 
     one = run(latent, "enable", 0, 10000, "disable")
     first = run(latent, "enable", 0, 5, "enable")
@@ -127,11 +129,13 @@ def test_split_advanced_equals_one_pass(comfy, cw, world, conds, family, sampler
 
 
 def test_start_at_or_after_end_returns_the_input(comfy, cw, world, conds):
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
     model = cw.make_model(world, "eps")
     latent = {"samples": world.latent(0)}
-    out = adv.execute(model, "enable", 0, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], latent, 6, 6, "disable",
-                      level_map(), "step", False, 1.0, 0.0)[0]
+    out = comfy.run_node("DDE_DifferentialKSamplerAdvanced", model=model, add_noise="enable", noise_seed=0, steps=10,
+                         cfg=1.0, sampler_name="euler", scheduler="normal", positive=conds["graded"],
+                         negative=conds["uncond"], latent_image=latent, start_at_step=6, end_at_step=6,
+                         return_with_leftover_noise="disable", change_map=level_map(), mode="step", invert=False,
+                         strength=1.0, softness=0.0)[0]
     assert torch.equal(out["samples"], latent["samples"])
 
 
@@ -172,12 +176,12 @@ def test_patch_with_stock_samplers_equals_the_differential_ksampler(comfy, cw, w
     import comfy.samplers as cs
     import nodes
 
-    apply = comfy.node("DDE_ApplyChangeMap")
     model = cw.make_model(world, "flow")
     src = world.latent(0)
     cmap = level_map()
     ours = dk(model, src, cmap, conds["graded"], conds["uncond"], steps=9, sampler="dpmpp_2m", scheduler="simple", seed=4)
-    patched = apply.execute(model, cmap, "step", False, 1.0, 0.0, "normal")[0]
+    patched = comfy.run_node("DDE_ApplyChangeMap", model=model, change_map=cmap, mode="step", invert=False,
+                             strength=1.0, softness=0.0, scheduler="normal")[0]
     assert patched is not model and model.model_options.get("denoise_mask_function") is None
     (stock,) = nodes.KSampler().sample(patched, 4, 9, 1.0, "dpmpp_2m", "simple", conds["graded"], conds["uncond"], {"samples": src})
     assert torch.equal(stock["samples"], ours)
@@ -198,7 +202,6 @@ def test_the_node_plans_once_and_samples_what_the_patch_samples(comfy, cw, world
     calls = []
     original = plan.start_steps
     monkeypatch.setattr(plan, "start_steps", lambda *a, **k: calls.append(1) or original(*a, **k))
-    apply = comfy.node("DDE_ApplyChangeMap")
     model = cw.make_model(world, "eps")
     src = world.latent(0)
     cmap = level_map()
@@ -208,7 +211,8 @@ def test_the_node_plans_once_and_samples_what_the_patch_samples(comfy, cw, world
         calls.clear()
         ours = dk(model, latent, cmap, conds["graded"], conds["uncond"], mode=mode, steps=10)
         assert len(calls) == 1
-        patched = apply.execute(model, cmap, mode, False, 1.0, 0.0, "normal")[0]
+        patched = comfy.run_node("DDE_ApplyChangeMap", model=model, change_map=cmap, mode=mode, invert=False,
+                                 strength=1.0, softness=0.0, scheduler="normal")[0]
         (stock,) = nodes.KSampler().sample(patched, 0, 10, 1.0, "euler", "normal", conds["graded"], conds["uncond"], latent)
         assert torch.equal(stock["samples"], ours)
 
@@ -279,7 +283,8 @@ def test_patch_chains_an_existing_mask_function_and_both_act(comfy, cw, world, c
         return out
 
     first.set_model_denoise_mask_function(keep_left_half)
-    patched = comfy.node("DDE_ApplyChangeMap").execute(first, level_map(), "step", False, 1.0, 0.0, "normal")[0]
+    patched = comfy.run_node("DDE_ApplyChangeMap", model=first, change_map=level_map(), mode="step", invert=False,
+                             strength=1.0, softness=0.0, scheduler="normal")[0]
     assert first.model_options["denoise_mask_function"] is keep_left_half   # the input is untouched
     src = world.latent(0)
     (out,) = nodes.KSampler().sample(patched, 1, 12, 1.0, "euler", "normal", conds["graded"], conds["uncond"], {"samples": src})
@@ -299,7 +304,7 @@ def test_builtin_differential_diffusion_frees_strength_zero_but_we_do_not(comfy,
     model = cw.make_model(world, "eps")
     src = world.latent(0)
     zero = torch.zeros(1, 256, 256)
-    (dd_model,) = nodes.NODE_CLASS_MAPPINGS["DifferentialDiffusion"].execute(model)
+    (dd_model,) = comfy.run_node("DifferentialDiffusion", model=model)
     (masked,) = nodes.SetLatentNoiseMask().set_mask({"samples": src}, zero)
     (builtin,) = nodes.KSampler().sample(dd_model, 0, 10, 1.0, "euler", "karras", conds["sharp"], conds["uncond"], masked)
     assert (builtin["samples"] - src).abs().max() > 0.1
@@ -369,17 +374,18 @@ def test_every_sampler_and_scheduler_runs_on_the_tiny_unet(comfy, tiny_models, d
 # -- pixel composite ------------------------------------------------------------------------------------
 
 def test_composite_restores_original_where_map_is_zero(comfy):
-    node = comfy.node("DDE_CompositeByChangeMap")
     orig = torch.rand(2, 64, 64, 3)
     edit = torch.rand(2, 64, 64, 3)
     cmap = torch.zeros(1, 8, 8)
     cmap[:, :, 4:] = 1.0
     cmap[:, :, 3] = 0.5
-    out = node.execute(orig, edit, cmap, "map", 0, False)[0]
+    out = comfy.run_node("DDE_CompositeByChangeMap", original=orig, edited=edit, change_map=cmap, blend="map",
+                         feather=0, invert=False)[0]
     assert torch.equal(out[:, :, :20], orig[:, :, :20])     # bilinear upsampling: zero up to the 0.5 cell's centre
     assert not torch.equal(out[:, :, 21:24], orig[:, :, 21:24])
     assert torch.allclose(out[:, :, 40:], edit[:, :, 40:])
-    feathered = node.execute(orig, edit, cmap, "changed", 6, False)[0]
+    feathered = comfy.run_node("DDE_CompositeByChangeMap", original=orig, edited=edit, change_map=cmap, blend="changed",
+                               feather=6, invert=False)[0]
     assert torch.equal(feathered[:, :, :20], orig[:, :, :20])
     assert ((feathered - orig).abs().sum(-1) > 0).float().mean() > 0.3
 

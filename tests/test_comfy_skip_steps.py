@@ -1,4 +1,4 @@
-"""No wasted steps (issue 10, goal 4): leading steps in which no pixel is free are not sampled.
+"""No wasted steps: leading steps in which no pixel is free are not sampled.
 
 The unskipped reference is the same run with a pass-through ``denoise_mask_function`` installed
 first (a chained function disables skipping, since it could free pixels the pack does not know of).
@@ -31,13 +31,14 @@ def _calls(model):
 
 @pytest.fixture(scope="module")
 def dk(comfy):
-    node = comfy.node("DDE_DifferentialKSampler")
 
     def run(model, latent, cmap, pos, neg, mode="step", steps=12, sampler="euler", scheduler="normal", seed=0, cfg=1.0,
             denoise=1.0, strength=1.0, softness=0.0):
         latent = latent if isinstance(latent, dict) else {"samples": latent}
-        return node.execute(model, seed, steps, cfg, sampler, scheduler, pos, neg, latent, denoise, cmap, mode, False,
-                            strength, softness)[0]["samples"]
+        return comfy.run_node("DDE_DifferentialKSampler", model=model, seed=seed, steps=steps, cfg=cfg,
+                              sampler_name=sampler, scheduler=scheduler, positive=pos, negative=neg,
+                              latent_image=latent, denoise=denoise, change_map=cmap, mode=mode, invert=False,
+                              strength=strength, softness=softness)[0]["samples"]
 
     return run
 
@@ -150,14 +151,16 @@ def test_strength_fan_skips_only_to_the_batch_earliest_free_step(comfy, cw, worl
 
 @pytest.mark.parametrize("sampler", ["euler", "heun"])
 def test_split_sampling_with_skipping_equals_one_unskipped_pass(comfy, cw, world, conds, sampler):
-    adv = comfy.node("DDE_DifferentialKSamplerAdvanced")
     model = cw.make_model(world, "eps")
     latent = {"samples": world.latent(0)}
     cmap = level_map() * 0.6
 
     def run(m, lat, add_noise, start, end, leftover):
-        return adv.execute(m, add_noise, 7, 12, 1.0, sampler, "normal", conds["graded"], conds["uncond"], lat, start, end,
-                           leftover, cmap, "step", False, 1.0, 0.0)[0]
+        return comfy.run_node("DDE_DifferentialKSamplerAdvanced", model=m, add_noise=add_noise, noise_seed=7, steps=12,
+                              cfg=1.0, sampler_name=sampler, scheduler="normal", positive=conds["graded"],
+                              negative=conds["uncond"], latent_image=lat, start_at_step=start, end_at_step=end,
+                              return_with_leftover_noise=leftover, change_map=cmap, mode="step", invert=False,
+                              strength=1.0, softness=0.0)[0]
 
     one = run(_unskipped(model), latent, "enable", 0, 10000, "disable")
     for cut in (3, 8):   # the cut before and after the first free step (ceil(12 * 0.4) = 5)

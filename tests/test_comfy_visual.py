@@ -12,12 +12,13 @@ def vae(comfy, tiny_models):
 
 
 def test_fan_panels_at_0_and_1_are_the_input_and_plain_sampling(comfy, cw, world, vae):
-    fan = comfy.node("DDE_StrengthFan")
     model = cw.make_model(world, "eps")
     pos, neg = cw.conditioning(world, world.graded_id(0)), cw.conditioning(world, None)
     src = world.latent(0)
-    picture, panels, latents = fan.execute(model, 9, 8, "dpmpp_2m", "karras", 2.0, pos, neg, {"samples": src}, vae,
-                                           "0, 0.5, 1", "step", "grid", 0)
+    picture, panels, latents = comfy.run_node("DDE_StrengthFan", model=model, seed=9, steps=8, sampler_name="dpmpp_2m",
+                                              scheduler="karras", cfg=2.0, positive=pos, negative=neg,
+                                              latent_image={"samples": src}, vae=vae, strengths="0, 0.5, 1",
+                                              mode="step", layout="grid", columns=0)
     lat = latents["samples"]
     calls = list(cw.net_of(model).calls)
     assert set(calls) == {3 * 2}                                              # one batched call per step (cond+uncond)
@@ -31,11 +32,12 @@ def test_fan_panels_at_0_and_1_are_the_input_and_plain_sampling(comfy, cw, world
 
 
 def test_fan_layout_is_one_picture_with_sectors(comfy, cw, world, vae):
-    fan = comfy.node("DDE_StrengthFan")
     model = cw.make_model(world, "flow")
     pos, neg = cw.conditioning(world, world.graded_id(1)), cw.conditioning(world, None)
-    picture, panels, _ = fan.execute(model, 0, 6, "euler", "simple", 1.0, pos, neg, {"samples": world.latent(1)}, vae,
-                                     "0 1", "denoise", "fan", 0)
+    picture, panels, _ = comfy.run_node("DDE_StrengthFan", model=model, seed=0, steps=6, sampler_name="euler",
+                                        scheduler="simple", cfg=1.0, positive=pos, negative=neg,
+                                        latent_image={"samples": world.latent(1)}, vae=vae, strengths="0 1",
+                                        mode="denoise", layout="fan", columns=0)
     assert picture.shape == (1, 256, 256, 3)
     # bottom-left corner comes from the strength-0 panel, bottom-right from strength 1
     q = 1 / 255   # labels are drawn in 8-bit
@@ -45,14 +47,16 @@ def test_fan_layout_is_one_picture_with_sectors(comfy, cw, world, vae):
 
 
 def test_fan_rejects_bad_strengths_and_batches(comfy, cw, world, vae):
-    fan = comfy.node("DDE_StrengthFan")
     model = cw.make_model(world, "eps")
     c = cw.conditioning(world, 0)
     with pytest.raises(ValueError, match="Strength Fan: input 'strengths'"):
-        fan.execute(model, 0, 4, "euler", "normal", 1.0, c, c, {"samples": world.latent(0)}, vae, "0, 2", "step", "grid", 0)
+        comfy.run_node("DDE_StrengthFan", model=model, seed=0, steps=4, sampler_name="euler", scheduler="normal",
+                       cfg=1.0, positive=c, negative=c, latent_image={"samples": world.latent(0)}, vae=vae,
+                       strengths="0, 2", mode="step", layout="grid", columns=0)
     with pytest.raises(ValueError, match="Strength Fan: input 'latent_image'"):
-        fan.execute(model, 0, 4, "euler", "normal", 1.0, c, c, {"samples": world.latent(0).repeat(2, 1, 1, 1)}, vae, "0, 1",
-                    "step", "grid", 0)
+        comfy.run_node("DDE_StrengthFan", model=model, seed=0, steps=4, sampler_name="euler", scheduler="normal",
+                       cfg=1.0, positive=c, negative=c, latent_image={"samples": world.latent(0).repeat(2, 1, 1, 1)},
+                       vae=vae, strengths="0, 1", mode="step", layout="grid", columns=0)
 
 
 @pytest.mark.parametrize("family", ["eps", "flow"])
@@ -60,16 +64,18 @@ def test_fan_rejects_bad_strengths_and_batches(comfy, cw, world, vae):
 def test_preview_agrees_with_the_samplers_per_step_masks(comfy, cw, world, family, mode):
     import comfy.samplers as cs
 
-    preview = comfy.node("DDE_SchedulePreview")
-    dk = comfy.node("DDE_DifferentialKSampler")
     model = cw.make_model(world, family)
     cmap = level_map()
-    picture, effective, start = preview.execute(model, cmap, 10, "heun", "karras", 1.0, mode, False)
+    picture, effective, start = comfy.run_node("DDE_SchedulePreview", model=model, change_map=cmap, steps=10,
+                                               sampler_name="heun", scheduler="karras", denoise=1.0, mode=mode,
+                                               invert=False)
     assert effective.shape == start.shape == (1, 32, 32)
     assert picture.shape == (1, 32 + 256 + 48, 2 * 256 + 4, 3)   # header, 32 x 8 px panels, colour legend
     rec_model, rec = recording(model)
-    dk.execute(rec_model, 0, 10, 1.0, "heun", "karras", cw.conditioning(world, world.graded_id(0)), cw.conditioning(world, None),
-               {"samples": world.latent(0)}, 1.0, cmap, mode, False, 1.0, 0.0)
+    comfy.run_node("DDE_DifferentialKSampler", model=rec_model, seed=0, steps=10, cfg=1.0, sampler_name="heun",
+                   scheduler="karras", positive=cw.conditioning(world, world.graded_id(0)),
+                   negative=cw.conditioning(world, None), latent_image={"samples": world.latent(0)}, denoise=1.0,
+                   change_map=cmap, mode=mode, invert=False, strength=1.0, softness=0.0)
     sig = cs.KSampler(model, 10, "cpu", "heun", "karras", 1.0).sigmas
     first = torch.full((32, 32), 10.0)
     for sigma, mask in rec:

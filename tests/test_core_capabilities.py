@@ -1,5 +1,5 @@
-"""Issue 13's pure maths: change map from an edit, A1111 adaptive composite, fractional start
-positions, pre-fill. Exact values, ground truth, errors, inputs never modified."""
+"""The pure maths of the editing capabilities: change map from an edit, A1111 adaptive composite, fractional
+start positions, pre-fill. Exact values, ground truth, errors, inputs never modified."""
 
 import pytest
 import torch

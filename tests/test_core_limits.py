@@ -122,7 +122,7 @@ def test_schedule_picture_size_is_capped_for_every_grid_without_drawing(core):
     for h, w in grids:
         height, width = v.schedule_image_size(h, w)
         assert height <= 2048 + TEXT_ROOM and width <= 2 * 2048 + 128, (h, w, height, width)
-    # the worst case: an 8 x 2048 px map is a 1 x 256 latent grid; it was drawn at 256 px per cell,
+    # the worst case: an 8 x 2048 px map is a 1 x 256 latent grid; it was drawn at 256 px per cell,
     # a 65,616 x 640 picture; now 8 px per cell (2048 px tall)
     assert v.schedule_cell(256, 1) == 8 and v.schedule_image_size(256, 1)[0] <= 2048 + TEXT_ROOM
     assert v.schedule_cell(32, 32) == 8 and v.schedule_cell(1, 1) == 256 and v.schedule_cell(4096, 8) == 0

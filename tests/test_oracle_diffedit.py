@@ -169,7 +169,6 @@ def test_edit_decodes_as_diffusers_and_inverts_with_its_own_first_guess(comfy, o
       (one step late: its unmasked region ends at the t = 1 inversion, not at the input), the pack the one of
       the level it reached (the input comes back outside the mask; DiffEdit Edit copies it bit-exact).
     """
-    nodes = comfy.nodes.NODE_CLASS_MAPPINGS
     model, latent = oracle.model, scene["latent"]
     q, r, e = scene["query"], scene["reference"], scene["negative"]
     pipe = oracle.peers.diffedit_pipeline(oracle.unet, oracle.text_encoder, oracle.tokenizer, set_alpha_to_one=True)
@@ -186,10 +185,10 @@ def test_edit_decodes_as_diffusers_and_inverts_with_its_own_first_guess(comfy, o
     half[..., :, : LATENT[3] // 2] = 1.0
     out = {}
     for name, m in (("full", torch.ones(1, 1, *LATENT[2:])), ("half", half)):
-        sampler = nodes["DDE_DiffEditSampler"].execute(m[:, 0], 0, False, r)[0]
-        guider = nodes["CFGGuider"].execute(model, q, e, cfg)[0]
-        ours = nodes["SamplerCustomAdvanced"].execute(nodes["DisableNoise"].execute()[0], guider, sampler, sigmas,
-                                                      {"samples": latent})[0]["samples"]
+        sampler = comfy.run_node("DDE_DiffEditSampler", mask=m[:, 0], refine=0, invert=False, reference=r)[0]
+        guider = comfy.run_node("CFGGuider", model=model, positive=q, negative=e, cfg=cfg)[0]
+        ours = comfy.run_node("SamplerCustomAdvanced", noise=comfy.run_node("DisableNoise")[0], guider=guider,
+                              sampler=sampler, sigmas=sigmas, latent_image={"samples": latent})[0]["samples"]
         ours_inverted = torch.stack(sampler.inverted[:-1], 1) * vp       # (1, 8, 4, h, w), noisiest first, as diffusers'
         theirs = pipe(prompt_embeds=q[0][0], negative_prompt_embeds=e[0][0], mask_image=m, image_latents=ours_inverted,
                       inpaint_strength=ratio, num_inference_steps=steps, guidance_scale=cfg, output_type="latent").images

@@ -139,7 +139,7 @@ def test_timestep_mode_is_comfyuis_builtin_node(comfy, oracle, scene):
     import nodes
 
     model, latent, g = oracle.model, scene["latent"], level_map()
-    dd = nodes.NODE_CLASS_MAPPINGS["DifferentialDiffusion"].execute(model)[0]
+    dd = comfy.run_node("DifferentialDiffusion", model=model)[0]
     masked = nodes.SetLatentNoiseMask().set_mask({"samples": latent}, g)[0]
     builtin = nodes.KSampler().sample(dd, SEED, STEPS, CFG, "euler", "normal", scene["positive"], scene["negative"],
                                       masked)[0]["samples"] * SCALE

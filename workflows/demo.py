@@ -200,7 +200,7 @@ def run_comfy(w: Writer, comfy_path: str):
     w.png("schedule_flow_denoise.png", shown[1])
     w.png("schedule_flow_panel.png", torch.cat([to_image(shown[0]), torch.ones(6, shown[0].shape[2], 3), to_image(shown[1])]))
 
-    # 8. issue 13's capabilities
+    # 8. the editing capabilities (change map from an edit, fractional strength, pre-fill, adaptive composite)
     run_capabilities(w, env, world, eps, graded, uncond, src, picture)
 
     # 9. several edits at once

@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from . import register
-from .construct import check_choice, check_number, ramp
-from .errors import InputError, describe
+from .construct import ramp
+from .errors import InputError
 from .maps import blur_maps, match_batch
 from .maps import grow as grow_maps
 from .pixels import as_images, rgb
+from .validate import check_choice, check_integer, check_number
 
 MATCH = ("affine", "mean/std", "none")
 ROUNDS = 3
@@ -45,12 +46,6 @@ ROUNDS = 3
 def _rgb(img: torch.Tensor) -> torch.Tensor:
     """A validated IMAGE ``(B,H,W,C)`` -> ``(B,3,H,W)``: grey is repeated, alpha dropped."""
     return rgb(img).permute(0, 3, 1, 2).clamp(0.0, 1.0)
-
-
-def _check_int(value, input_name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise InputError(input_name, f"a whole number >= {lo}", describe(value))
-    return int(value)
 
 
 def match_colours(before: torch.Tensor, after: torch.Tensor, method: str, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,9 +116,8 @@ def edit_change(before, after, match: str = "affine", noise_floor: float = 6.0, 
     full = check_number(full_change, "full_change", 0.0, None)
     if full < floor:
         raise InputError("full_change", f"at least noise_floor ({floor})", repr(full_change))
-    if isinstance(grow, bool) or not isinstance(grow, int):
-        raise InputError("grow", "a whole number of pixels", describe(grow))
-    softness = _check_int(softness, "softness", 0)
+    grow = check_integer(grow, "grow", what="pixels")
+    softness = check_integer(softness, "softness", 0)
     bb, aa = _rgb(b_img), _rgb(a_img)
     if aa.shape[-2:] != bb.shape[-2:]:
         aa = F.interpolate(aa, size=bb.shape[-2:], mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)

@@ -50,16 +50,19 @@ class Edits:
              clamp_ratio=3.0, percentile=0.8):
         """DDE_DiffEditMask: (heat, mask, mask_area) for grey pictures ``(B,16,16)`` (query = target, reference = source)."""
         image = digits.to_image(pictures)
-        out = self.env.node("DDE_DiffEditMask").execute(
-            self.model, cond(target), {"samples": digits.encode(image)}, strength, n, seed, 1.0, method, threshold,
-            clamp_ratio, percentile, 0.0, 0, 0, cond(source), None, image)
+        out = self.env.run_node("DDE_DiffEditMask", model=self.model, query=cond(target),
+                                latent={"samples": digits.encode(image)}, strength=strength, n=n, seed=seed, cfg=1.0,
+                                threshold_method=method, threshold=threshold, clamp_ratio=clamp_ratio,
+                                percentile=percentile, smooth=0.0, grow=0, batch_size=0, reference=cond(source),
+                                image=image)
         return out[0], out[1], out[3]
 
     def diffedit(self, pictures, source, target, mask, r, steps=STEPS, cfg=CFG):
         """DDE_DiffEditEdit at encode ratio ``r``: decoded grey pictures."""
         latent = {"samples": digits.encode(pictures)}
-        out = self.env.node("DDE_DiffEditEdit").execute(self.model, cond(target), latent, mask, steps, r, cfg, "normal", 2,
-                                                        False, cond(source), null(len(target)))[0]
+        out = self.env.run_node("DDE_DiffEditEdit", model=self.model, query=cond(target), latent=latent, mask=mask,
+                                steps=steps, encode_ratio=r, cfg=cfg, scheduler="normal", refine=2, invert=False,
+                                reference=cond(source), negative=null(len(target)))[0]
         return digits.decode(out["samples"])[..., 0]
 
     # -- ComfyUI's KSampler (SDEdit, masked inpainting) and the pack's Differential KSampler ----------
@@ -73,14 +76,15 @@ class Edits:
 
     def differential(self, pictures, target, change_map, mode, seed=0, steps=STEPS, cfg=CFG):
         latent = {"samples": digits.encode(pictures)}
-        out = self.env.node("DDE_DifferentialKSampler").execute(
-            self.model, seed, steps, cfg, "euler", "normal", cond(target), null(len(target)), latent, 1.0,
-            change_map, mode, False, 1.0, 0.0)[0]
+        out = self.env.run_node("DDE_DifferentialKSampler", model=self.model, seed=seed, steps=steps, cfg=cfg,
+                                sampler_name="euler", scheduler="normal", positive=cond(target),
+                                negative=null(len(target)), latent_image=latent, denoise=1.0, change_map=change_map,
+                                mode=mode, invert=False, strength=1.0, softness=0.0)[0]
         return digits.decode(out["samples"])[..., 0]
 
     def builtin_differential(self, pictures, target, change_map, seed=0, steps=STEPS, cfg=CFG):
         """ComfyUI's DifferentialDiffusion node + SetLatentNoiseMask + KSampler (denoise 1)."""
-        patched = self.env.nodes.NODE_CLASS_MAPPINGS["DifferentialDiffusion"].execute(self.model, 1.0)[0]
+        patched = self.env.run_node("DifferentialDiffusion", model=self.model, strength=1.0)[0]
         return self.ksampler(pictures, target, 1.0, seed, steps, cfg, model=patched, noise_mask=change_map)
 
     def sample(self, labels, seed=0, steps=STEPS, cfg=CFG):
