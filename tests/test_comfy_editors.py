@@ -91,11 +91,12 @@ def test_map_zero_is_bit_exact_in_every_mode(comfy, editor, name, reference):
     out = nodes.common_ksampler(patched, 3, STEPS, 2.0, "euler", "normal", ed.positive, ed.negative,
                                 {"samples": ed.latent})[0]["samples"]
     assert torch.equal(out, ed.latent), f"{name}: Apply Change Map (map 0) + KSampler"
-    m = nodes.NODE_CLASS_MAPPINGS
-    guider = m["CFGGuider"].execute(patched, ed.positive, ed.negative, 2.0)[0]
-    sigmas = m["BasicScheduler"].execute(patched, "normal", STEPS, 1.0)[0]
-    out = m["SamplerCustomAdvanced"].execute(m["RandomNoise"].execute(3)[0], guider, m["KSamplerSelect"].execute("euler")[0],
-                                             sigmas, {"samples": ed.latent})[0]["samples"]
+    guider = comfy.run_node("CFGGuider", model=patched, positive=ed.positive, negative=ed.negative, cfg=2.0)[0]
+    sigmas = comfy.run_node("BasicScheduler", model=patched, scheduler="normal", steps=STEPS, denoise=1.0)[0]
+    noise = comfy.run_node("RandomNoise", noise_seed=3)[0]
+    sampler = comfy.run_node("KSamplerSelect", sampler_name="euler")[0]
+    out = comfy.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                         latent_image={"samples": ed.latent})[0]["samples"]
     assert torch.equal(out, ed.latent), f"{name}: Apply Change Map (map 0) + SamplerCustomAdvanced"
 
 
