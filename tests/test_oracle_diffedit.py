@@ -114,7 +114,8 @@ def mask_node(comfy, oracle, scene):
 @pytest.mark.parametrize("cfg,ratio", [(1.0, 3.0), (7.5, 3.0), (1.0, 1.5)])
 def test_heat_is_sigma_times_diffusers_map_and_clamp_is_diffusers_mask(comfy, oracle, pipe, scene, mask_node, monkeypatch,
                                                                        cfg, ratio):
-    """Raw heat = sigma x diffusers' |eps difference| map on identical noise (relative <= 1e-5), and the node's
+    """Raw heat = sigma x diffusers' |eps difference| map on identical noise (relative <= 5e-5: float32 rounding of two
+    implementations of the same UNet and CLIP, 1.5e-5 to 1.9e-5 measured on this CPU), and the node's
     ``clamp`` mask is diffusers' mask cell for cell (its heat diffusers' normalised map)."""
     model = oracle.model
     sigma = comfy.module("nodes.diffedit_sampling").noise_level(model, STRENGTH_481)
@@ -132,8 +133,8 @@ def test_heat_is_sigma_times_diffusers_map_and_clamp_is_diffusers_mask(comfy, or
         heat_vs_sigma_map_rel=rel, heat_max_abs=(raw - sigma * their_map).abs().max(), clamp_heat_max_abs=heat_err,
         mask_cells_differing=differing, cells=mask.numel(), diffusers_area=theirs.mean(), old_rule_area=old_area,
         max_over_mean=their_map.max() / their_map.mean()))
-    assert rel <= 1e-5
-    assert heat_err <= 1e-5
+    assert rel <= 5e-5
+    assert heat_err <= 5e-5
     assert differing == 0
     if ratio < 3:
         assert 0.1 < float(theirs.mean()) < 0.9   # a mask with both sides in it, so cell for cell says something
