@@ -109,11 +109,33 @@ def saved_images(server, prompt, history):
     return out
 
 
-def test_the_workflows_are_the_ten_use_cases():
+def test_the_workflows_are_the_eleven_use_cases():
     assert sorted(ui2api.workflow_files()) == sorted(ui2api.workflow_path(n) for n in NAMES)
     assert set(NAMES) == {"soft_inpainting_gradient", "diffedit_mask_edit", "diffedit_semantic_differential",
                           "strength_fan", "depth_change_map", "sdxl_base_refiner_split", "flow_model_sd3",
-                          "edit_change_map", "few_step_fractional", "several_edits"}
+                          "edit_change_map", "few_step_fractional", "several_edits", "region_locked_edit"}
+
+
+def test_region_locked_edit_gives_the_editor_the_picture_and_locks_it_by_its_own_heat(runs):
+    """The instruction and the empty instruction both carry the encoded picture (ReferenceLatent); DiffEdit Mask
+    compares exactly those two; its heat is the change map of both the Differential KSampler and the composite."""
+    prompt, history, _ = runs("region_locked_edit")
+    assert history["status"]["status_str"] == "success"
+    by_type = {}
+    for k, v in prompt.items():
+        by_type.setdefault(v["class_type"], []).append(k)
+    (ks,), (mask,), (enc,) = by_type["DDE_DifferentialKSampler"], by_type["DDE_DiffEditMask"], by_type["VAEEncode"]
+    ks_in, mask_in = prompt[ks]["inputs"], prompt[mask]["inputs"]
+    refs = sorted(by_type["ReferenceLatent"])
+    assert sorted([ks_in["positive"][0], ks_in["negative"][0]]) == refs
+    assert (mask_in["query"], mask_in["reference"]) == (ks_in["positive"], ks_in["negative"])
+    for r in refs:
+        assert prompt[r]["inputs"]["latent"] == [enc, 0]
+    texts = {prompt[prompt[r]["inputs"]["conditioning"][0]]["inputs"]["text"] for r in refs}
+    assert "" in texts and len(texts) == 2
+    assert ks_in["latent_image"] == [enc, 0] and ks_in["change_map"] == [mask, 0]     # the heat
+    (comp,) = by_type["DDE_CompositeByChangeMap"]
+    assert prompt[comp]["inputs"]["change_map"] == [mask, 0]
 
 
 def test_edit_change_map_workflow_keeps_only_what_the_editor_changed(server, runs):
@@ -175,7 +197,8 @@ def test_pixels_the_change_map_keeps_come_back_exactly(server, runs, name):
         assert diff[~keep].max() > 8, f"{name}: nothing changed outside the kept region"
 
 
-@pytest.mark.parametrize("name", ["diffedit_mask_edit", "diffedit_semantic_differential", "several_edits"])
+@pytest.mark.parametrize("name", ["diffedit_mask_edit", "diffedit_semantic_differential", "several_edits",
+                                  "region_locked_edit"])
 def test_diffedit_workflows_change_part_of_the_picture_and_keep_the_rest(server, runs, name):
     # the masks come from a random tiny UNet: where they fall is arbitrary, but the composite must
     # give back the original exactly wherever the map is 0 and change the rest

@@ -275,7 +275,7 @@ def edit_change_map():
     n = base_nodes("a shiny golden ball on a grassy field, detailed photo")
     n += [N("after", "LoadImage", [0, 540], [320, 340], title="Load the editor's output (after)", image=EDITED),
           N("cm", "DDE_ChangeMapFromEdit", [800, 0], [320, 560], color_match="affine", noise_floor=6.0, full_change=15.0,
-            grow=2, softness=4),
+            grow=2, softness=4, align="similarity"),
           N("keep", "DDE_CompositeByChangeMap", [800, 620], [300, 260], title="Keep the rest pixel-exact", blend="map",
             feather=0, invert=False, difference_threshold=0.0, difference_contrast=2.0, mask_influence=0.0),
           dks("ks", [1180, 0], steps=20, denoise=0.4, softness=0.2, title="Blend the seam (Differential KSampler)")]
@@ -363,6 +363,44 @@ def several_edits():
     return {"nodes": n, "links": l}
 
 
+def region_locked_edit():
+    """An instruction editor locked to a region: its own DiffEdit heat as change map of a Differential KSampler."""
+    n = [N("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 100], title="Load Checkpoint (the editor)", ckpt_name=SD15),
+         N("img", "LoadImage", [0, 160], [320, 340], title="Load picture to edit", image=SCENE),
+         N("pos", "CLIPTextEncode", [360, 0], [400, 130], title="Instruction", text="make the ball blue"),
+         N("empty", "CLIPTextEncode", [360, 180], [400, 100], title="Empty instruction (keep everything)", text=""),
+         N("enc", "VAEEncode", [360, 330], [200, 50]),
+         N("rpos", "ReferenceLatent", [360, 430], [260, 50], title="ReferenceLatent (instruction)"),
+         N("rneg", "ReferenceLatent", [360, 520], [260, 50], title="ReferenceLatent (empty)"),
+         N("mask", "DDE_DiffEditMask", [800, 0], None, title="Where the instruction acts (DiffEdit Mask)",
+           strength=0.5, n=10, seed=0, **{"seed:control": "fixed"}, cfg=1.0, threshold_method="rescale",
+           threshold=0.5, clamp_ratio=3.0, percentile=0.8, smooth=0.0, grow=0, batch_size=0),
+         dks("ks", [1180, 0], steps=20, cfg=2.5, title="Differential KSampler (the edit, locked)"),
+         N("pv", "PreviewImage", [800, 640], [320, 320], title="The instruction's heat over the picture")]
+    l = [["ckpt", "CLIP", "pos", "clip"], ["ckpt", "CLIP", "empty", "clip"], ["img", "IMAGE", "enc", "pixels"],
+         ["ckpt", "VAE", "enc", "vae"], ["pos", 0, "rpos", "conditioning"], ["enc", 0, "rpos", "latent"],
+         ["empty", 0, "rneg", "conditioning"], ["enc", 0, "rneg", "latent"],
+         ["ckpt", "MODEL", "mask", "model"], ["rpos", 0, "mask", "query"], ["enc", 0, "mask", "latent"],
+         ["rneg", 0, "mask", "reference"], ["img", "IMAGE", "mask", "image"], ["mask", "preview", "pv", "images"]]
+    l += sampler_links("ks", pos="rpos", neg="rneg", change_map=("mask", "heat"))
+    t = tail("ks", "mask", "heat", 1560, "differential_edit/region_locked_edit")
+    n += t[0]
+    l += t[1]
+    n.append(note("note", [0, 560], "Region-locked instruction edit: an instruction editor (FLUX.1 Kontext, "
+        "Qwen-Image-Edit) changes only where its instruction acts; everything else comes back pixel-exact.\n\n"
+        "1. Swap in the editor: Kontext: Load Diffusion Model + DualCLIPLoader (flux) + Load VAE, FluxGuidance "
+        "on the instruction, cfg 1; Qwen-Image-Edit: its loaders, and TextEncodeQwenImageEdit may replace "
+        "each CLIP Text Encode + ReferenceLatent pair. The tiny test checkpoint here is SD1.5, which simply ignores ReferenceLatent, "
+        "so the graph runs as it is.\n"
+        "2. Load your picture and write the instruction. ReferenceLatent puts the picture on both the instruction "
+        "and the empty instruction, as the editor expects.\n"
+        "3. DiffEdit Mask compares the editor's predictions for the instruction and for the empty instruction: its "
+        "heat (or, for a hard edge, its mask) is where the instruction acts. Or paint a mask instead.\n"
+        "4. The Differential KSampler edits with that change map: map 0 stays exact, map 1 is the editor's own "
+        "result, grey blends; the composite puts the original pixels back where the map is 0.", (440, 330)))
+    return {"nodes": n, "links": l}
+
+
 WORKFLOWS = {f.__name__: f() for f in (
     soft_inpainting_gradient,
     diffedit_mask_edit,
@@ -373,7 +411,8 @@ WORKFLOWS = {f.__name__: f() for f in (
     flow_model_sd3,
     edit_change_map,
     few_step_fractional,
-    several_edits)}
+    several_edits,
+    region_locked_edit)}
 
 THUMBNAIL = 512
 

@@ -43,6 +43,8 @@ README_IMAGES = {
     "capability_prefill.png": "capability_prefill.png",
     "capability_adaptive_composite.png": "capability_adaptive_composite.png",
     "several_edits.png": "several_edits_panel.png",
+    "region_locked_edit.png": "region_locked_panel.png",
+    "capability_region_locked.png": "region_locked_panel.png",
 }
 
 
@@ -206,6 +208,9 @@ def run_comfy(w: Writer, comfy_path: str):
     # 9. several edits at once
     run_several_edits(w, env)
 
+    # 10. an instruction editor locked to a region
+    run_region_locked(w, env, world)
+
 
 def run_several_edits(w, env):
     """Two objects, two instructions: Edit Concept x 2 -> DiffEdit Masks (several edits) -> Differential KSampler."""
@@ -233,6 +238,35 @@ def run_several_edits(w, env):
           f"{torch.equal(out[..., kept], e.latent[..., kept])}")
 
 
+def run_region_locked(w, env, world):
+    """The analytic instruction editor ("the red objects turn blue") on a scene with two objects of the named
+    colour: its own DiffEdit heat finds both; a painted mask on one locks the edit there."""
+    import nodes
+    from dde_world import editors as E
+
+    s = E.editor_scene(100)
+    a, b = s.instruction
+    other = next(o for o in s.objects if not torch.equal(o, s.changed))
+    source = s.source.clone()
+    source[0, :3][:, other] = torch.tensor(E.PALETTE[a]).view(3, 1)
+    model = E.make_editor_model(E.AnalyticEditor(shade=1.0), "flow")
+    pos, keep = E.editor_conditioning(s.instruction, source), E.editor_conditioning(None, source)
+    picture = world.decode(source)
+    heat, _mask, shown, _ = env.run_node("DDE_DiffEditMask", model=model, query=pos, latent={"samples": source},
+                                         reference=keep, image=picture).args
+    plain = nodes.common_ksampler(model, 3, 12, 1.0, "euler", "normal", pos, keep, {"samples": source})[0]["samples"]
+    painted = torch.nn.functional.max_pool2d(s.changed.float()[None, None], 3, 1, 1)[0]
+    painted = painted.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    locked = env.run_node("DDE_DifferentialKSampler", model=model, seed=3, steps=12, cfg=1.0, sampler_name="euler",
+                          scheduler="normal", positive=pos, negative=keep, latent_image={"samples": source},
+                          change_map=painted)[0]["samples"]
+    w.png("region_locked_panel.png", row(picture, shown, world.decode(plain), world.decode(locked)))
+    kept = painted[0, ::8, ::8] == 0
+    w.say(f"10. region-locked instruction edit: the editor alone recolours both objects of the named colour; locked "
+          f"by a painted mask on one, the latent outside it is unchanged: "
+          f"{torch.equal(locked[0][:, kept], source[0][:, kept])}")
+
+
 def run_capabilities(w, env, world, eps, graded, uncond, src, picture):
     """One picture per capability: change map from an edit, fractional strength, pre-fill, adaptive composite."""
     from dde_world.comfy_world import conditioning
@@ -249,7 +283,7 @@ def run_capabilities(w, env, world, eps, graded, uncond, src, picture):
                                      box, "step", False, 1.0, 0.0)[0]["samples"])
     g = torch.Generator().manual_seed(0)
     after = (edited * torch.tensor([1.03, 0.98, 1.02]) + 0.01 + 0.01 * torch.randn(edited.shape, generator=g)).clamp(0, 1)
-    cmap, mask = node("DDE_ChangeMapFromEdit").execute(picture, after, "affine", 6.0, 15.0, 2, 4).args
+    cmap, mask, _aligned = node("DDE_ChangeMapFromEdit").execute(picture, after, "affine", 6.0, 15.0, 2, 4).args
     kept = comp.execute(picture, after, cmap, "map", 0, False)[0]
     w.png("capability_edit_change_map.png", row(picture, after, cmap, kept))
     outside = cmap[0] == 0

@@ -212,6 +212,7 @@ TITLES = {
     "edit_change_map": "Keep what an editor left alone",
     "few_step_fractional": "Few-step model, smooth strengths",
     "several_edits": "Several edits in one pass",
+    "region_locked_edit": "Region-locked instruction edit",
 }
 
 
