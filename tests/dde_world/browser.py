@@ -320,21 +320,29 @@ def drop_file(browser: Browser, name: str, data: bytes, mime: str = "application
     }""", [name, list(data), mime, *at])
 
 
-def pick_combo(browser: Browser, node_id: int, widget: str, value: str):
-    """Choose ``value`` in a node's combo widget as a user does: click the widget, click the menu entry."""
+def pick_combo(browser: Browser, node_id: int, widget: str, value: str, attempts: int = 3):
+    """Choose ``value`` in a node's combo widget as a user does: click the widget, click the menu entry. A user whose
+    click did not open the menu (the canvas still settling after a drop, a toast passing over it) clicks again."""
     page = browser.page
-    x, y = browser.eval("""([id, name]) => {
-        const node = app.graph.getNodeById(id), w = node.widgets.find(w => w.name === name);
-        app.canvas.ds.offset = [80 / app.canvas.ds.scale - node.pos[0], 80 / app.canvas.ds.scale - node.pos[1]];
-        app.canvas.setDirty(true, true);
-        const h = w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
-        const [cx, cy] = app.canvasPosToClientPos([node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + h / 2]);
-        return [cx, cy];
-    }""", [node_id, widget])
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
     entry = page.locator(".litecontextmenu .litemenu-entry", has_text=value).first
-    entry.wait_for(state="visible", timeout=10000)
+    for attempt in range(attempts):
+        x, y = browser.eval("""([id, name]) => {
+            const node = app.graph.getNodeById(id), w = node.widgets.find(w => w.name === name);
+            app.canvas.ds.offset = [80 / app.canvas.ds.scale - node.pos[0], 80 / app.canvas.ds.scale - node.pos[1]];
+            app.canvas.setDirty(true, true);
+            const h = w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
+            const [cx, cy] = app.canvasPosToClientPos([node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + h / 2]);
+            return [cx, cy];
+        }""", [node_id, widget])
+        page.wait_for_timeout(300 + 700 * attempt)
+        page.mouse.click(x, y)
+        try:
+            entry.wait_for(state="visible", timeout=10000)
+            break
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
     entry.click()
     page.wait_for_timeout(200)
     return browser.eval("([id, name]) => app.graph.getNodeById(id).widgets.find(w => w.name === name).value",
