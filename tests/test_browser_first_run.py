@@ -191,7 +191,9 @@ def test_help_pages_load_from_the_first_url_the_frontend_asks(page, fresh):
             if v.get("python_module") == f"custom_nodes.{PACK_LINK}"}
     page.failed.clear()
     before = len(page.console)
-    if page.page.locator(PROPERTIES_PANEL).count():
+    has_help_store = page.eval("() => !!document.querySelector('#vue-app').__vue_app__.config.globalProperties"
+                               ".$pinia._s.get('nodeHelp')")
+    if not has_help_store and page.page.locator(PROPERTIES_PANEL).count():
         shown = _help_in_info_panel(page, sorted(pack))
     else:
         shown = _help_in_node_library(page, sorted(pack))

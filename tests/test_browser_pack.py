@@ -329,8 +329,6 @@ def test_messages_show_on_the_node_size_widgets_follow_the_reference_and_maps_sh
     # disconnecting the reference gives the size widgets back
     page.eval("() => { const n = app.graph._nodes.find(n => n.type === 'DDE_RadialGradientMap'); n.disconnectInput(n.inputs.findIndex(i => i.name === 'reference')); }")
     assert page.eval(disabled, "DDE_RadialGradientMap") == []
-    # the extension reads connections through the frontend's supported API (1.5x warns once per deprecated read)
-    assert [c for c in page.console if "deprecated" in c[1] and ".link" in c[1]] == []
     # a run without the cause clears the message
     page.eval("""() => { const t = app.graph._nodes.find(n => n.type === 'DDETest_MakeTensor');
                          t.widgets.find(w => w.name === 'shape').value = '1,64,64'; }""")
